@@ -1,0 +1,1 @@
+"""X3D video recognition in MindSpore."""
