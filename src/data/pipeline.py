@@ -1,0 +1,298 @@
+"""The MindSpore input pipeline: :func:`create_loader` -> :class:`Loader`.
+
+A random-access :class:`ClipSource` (decode + transforms, bad-file replacement) feeds a
+``GeneratorDataset`` with process or thread workers, then ``batch``. Train: shuffled every epoch,
+sharded by MindSpore's distributed sampler, remainder dropped. Eval: every (video, clip, crop)
+view in a fixed order, videos sharded ``shard_id::num_shards`` (disjoint, covering), remainder
+kept, with ``video_idx``/``view_idx`` columns for multi-view aggregation.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from ..registry import DATASETS, build_from_cfg
+from .datasets import VideoDataset
+from .errors import DataError, VideoDecodeError
+from .labels import save_label_map
+from .transforms import Compose, build_transforms, eval_operations
+
+logger = logging.getLogger("src.data")
+
+BAD_FILES = "bad_files.txt"
+LABEL_MAP = "label_map.json"
+MAX_TRIES = 10
+TRAIN_COLUMNS = ["video", "label"]
+EVAL_COLUMNS = ["video", "label", "video_idx", "view_idx"]
+
+
+class BadFileLog:
+    """Bad videos shared by all workers through files in ``directory``: ``bad_files.txt``
+    (``path<TAB>reason``, one line per file and process) and a per-loader event log, whose line
+    count is the number of bad samples seen."""
+
+    def __init__(self, directory: str, tag: str) -> None:
+        self.directory = directory
+        self.list_path = os.path.join(directory, BAD_FILES)
+        self.events_path = os.path.join(directory, f".bad_samples_{tag}.log")
+        self._reported: set = set()
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        open(self.events_path, "w").close()
+
+    def record(self, path: str, reason: str) -> None:
+        with self._lock:
+            with open(self.events_path, "a", encoding="utf-8") as f:
+                f.write(path + "\n")
+            if path in self._reported:
+                return
+            self._reported.add(path)
+            with open(self.list_path, "a", encoding="utf-8") as f:
+                f.write(f"{path}\t{reason}\n")
+        logger.warning("bad video skipped: %s: %s (listed in %s)", path, reason, self.list_path)
+
+    def _events(self) -> List[str]:
+        try:
+            with open(self.events_path, encoding="utf-8") as f:
+                return [l.rstrip("\n") for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def count(self) -> int:
+        return len(self._events())
+
+    def unique(self) -> List[str]:
+        return sorted(set(self._events()))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class ClipSource:
+    """Random-access source for ``GeneratorDataset``.
+
+    Train item ``i`` = a random clip of video ``i`` -> ``(video, label)``. Eval item ``i`` = view
+    ``i % views`` of video ``i // views`` (view = clip * num_crops + crop) -> ``(video, label,
+    video_idx, view_idx)``; ``sample_ids`` restricts it to a shard. A video that fails to decode
+    or has fewer than ``min_frames`` frames is logged and replaced (train: a random sample; eval:
+    the same view of the next video, which carries its own indices) up to ``MAX_TRIES`` times.
+    """
+
+    def __init__(self, dataset: VideoDataset, transform: Compose, *, train: bool,
+                 bad_log: BadFileLog, decoder: str = "decord", min_frames: int = 1,
+                 max_bad_fraction: float = 0.05, sample_ids: Optional[Sequence[int]] = None,
+                 seed: int = 0) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.train = train
+        self.bad_log = bad_log
+        self.decoder = decoder
+        self.min_frames = int(min_frames)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.num_crops = 1 if train else transform.num_crops
+        self.views = 1 if train else dataset.num_clips * self.num_crops
+        self.total = len(dataset) * self.views
+        self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, np.int64)
+        self.seed = int(seed)
+        self._calls = 0
+        self._cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.total if self.sample_ids is None else len(self.sample_ids)
+
+    def _frames(self, vid: int, clip_idx: Optional[int], rng: np.random.Generator) -> np.ndarray:
+        if clip_idx is None:
+            return self.dataset.load_clip(vid, None, rng, self.decoder, self.min_frames)
+        key = (vid, clip_idx)  # eval: the crops of one clip share one decode
+        if key not in self._cache:
+            self._cache[key] = self.dataset.load_clip(vid, clip_idx, None, self.decoder, self.min_frames)
+            while len(self._cache) > 4:
+                self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def _on_bad(self, path: str, reason: str) -> None:
+        self.bad_log.record(path, reason)
+        n_bad, n = len(self.bad_log.unique()), len(self.dataset)
+        if n_bad > self.max_bad_fraction * n:
+            raise DataError(f"{n_bad} of {n} videos failed to decode ({100.0 * n_bad / n:.1f}%), more than "
+                            f"data_loader.max_bad_fraction={self.max_bad_fraction}; see {self.bad_log.list_path}")
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        gid = int(self.sample_ids[i]) if self.sample_ids is not None else i
+        self._calls += 1
+        rng = np.random.default_rng([self.seed, gid, self._calls])
+        vid, view = divmod(gid, self.views)
+        clip_idx, crop_idx = divmod(view, self.num_crops)
+        for _ in range(MAX_TRIES):
+            try:
+                frames = self._frames(vid, None if self.train else clip_idx, rng)
+                video = self.transform(frames, crop_index=crop_idx, rng=rng)
+                break
+            except VideoDecodeError as e:
+                self._on_bad(e.path, e.reason)
+                vid = int(rng.integers(len(self.dataset))) if self.train else (vid + 1) % len(self.dataset)
+        else:
+            raise DataError(f"{MAX_TRIES} videos in a row failed to decode (last: "
+                            f"{self.dataset.samples[vid][0]}); see {self.bad_log.list_path}")
+        video = np.ascontiguousarray(video, dtype=np.float32)
+        label = np.array(self.dataset.samples[vid][1], np.int32)
+        if self.train:
+            return video, label
+        return video, label, np.array(vid, np.int32), np.array(view, np.int32)
+
+
+class Loader:
+    """A batched ``mindspore.dataset`` plus what the training/eval code needs to know about it."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.dataset = kw["dataset"]
+        self.split: str = kw["split"]
+        self.source: ClipSource = kw["source"]
+        self.video_dataset: VideoDataset = kw["video_dataset"]
+        self.batch_size: int = kw["batch_size"]
+        self.num_samples: int = kw["num_samples"]
+        self.steps_per_epoch: int = kw["steps_per_epoch"]
+        self.output_dir: str = kw["output_dir"]
+        self.num_shards: int = kw["num_shards"]
+        self.shard_id: int = kw["shard_id"]
+        self.label_map_path: str = kw["label_map_path"]
+        self.class_names: List[str] = list(self.video_dataset.class_names)
+        self.num_classes = len(self.class_names)
+        self.video_paths: List[str] = self.video_dataset.video_paths
+        self.labels: List[int] = self.video_dataset.labels
+        self.num_videos = len(self.video_paths)
+        self.num_clips = 1 if self.split == "train" else self.video_dataset.num_clips
+        self.num_crops = self.source.num_crops
+        self.views_per_video = self.source.views
+        self.column_names = TRAIN_COLUMNS if self.split == "train" else EVAL_COLUMNS
+        self.bad_files_path = self.source.bad_log.list_path
+        self.missing_files: List[str] = list(self.video_dataset.missing)
+
+    def bad_count(self) -> int:
+        """Bad samples seen so far by this loader (all workers)."""
+        return self.source.bad_log.count()
+
+    def bad_files(self) -> List[str]:
+        """Distinct bad video paths seen so far by this loader."""
+        return self.source.bad_log.unique()
+
+    def summary(self) -> str:
+        """One line for an epoch log, e.g. ``'train: 1200 samples, 3 bad (2 files)'``."""
+        return (f"{self.split}: {self.num_samples} samples, {self.bad_count()} bad "
+                f"({len(self.bad_files())} files, see {self.bad_files_path})")
+
+    def iter_numpy(self, num_epochs: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+        """Batches as dicts of numpy arrays."""
+        return self.dataset.create_dict_iterator(num_epochs=num_epochs, output_numpy=True)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+def _get(node: Any, key: str, default: Any = None) -> Any:
+    try:
+        value = node[key]
+    except (KeyError, AttributeError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def build_dataset(cfg: Any, split: str, *, output_dir: Optional[str] = None,
+                  num_clips: Optional[int] = None) -> VideoDataset:
+    """The registered data set of ``cfg.data_loader[split].dataset``."""
+    extra: Dict[str, Any] = {"output_dir": output_dir}
+    if num_clips is not None:
+        extra["num_clips"] = int(num_clips)
+    return build_from_cfg(cfg.data_loader[split].dataset, DATASETS,
+                          where=f"data_loader.{split}.dataset", **extra)
+
+
+def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 0,
+                  output_dir: Optional[str] = None, num_clips: Optional[int] = None,
+                  num_crops: Optional[int] = None, batch_size: Optional[int] = None,
+                  shuffle: Optional[bool] = None, seed: int = 0,
+                  short_side: Optional[int] = None, crop_size: Optional[int] = None) -> Loader:
+    """Build the ``split`` ("train" | "eval") pipeline of ``cfg`` for shard ``shard_id`` of
+    ``num_shards``. ``num_clips``/``num_crops``/``short_side``/``crop_size`` override the eval
+    views; ``output_dir`` receives ``label_map.json``, ``bad_files.txt`` and
+    ``missing_files.txt`` (default: a new temporary folder)."""
+    import mindspore.dataset as msds
+
+    if split not in ("train", "eval"):
+        raise ValueError(f"create_loader: split must be 'train' or 'eval', got {split!r}")
+    if not (isinstance(num_shards, int) and num_shards >= 1 and 0 <= shard_id < num_shards):
+        raise ValueError(f"create_loader: need num_shards >= 1 and 0 <= shard_id < num_shards, "
+                         f"got {num_shards}, {shard_id}")
+    train = split == "train"
+    dl = cfg.data_loader
+    scfg = dl[split]
+    output_dir = output_dir or tempfile.mkdtemp(prefix="x3d_data_")
+    os.makedirs(output_dir, exist_ok=True)
+
+    vds = build_dataset(cfg, split, output_dir=output_dir, num_clips=None if train else num_clips)
+    ops = scfg.map.operations
+    if not train and any(v is not None for v in (num_crops, short_side, crop_size)):
+        ops = eval_operations(ops, num_crops=num_crops, short_side=short_side, crop_size=crop_size)
+    transform = build_transforms(ops, where=f"data_loader.{split}.map.operations")
+
+    label_map_path = os.path.join(output_dir, LABEL_MAP)
+    if train or not os.path.isfile(label_map_path):
+        save_label_map(vds.class_names, label_map_path)
+
+    bad_log = BadFileLog(output_dir, f"{split}_{shard_id}")
+    bad_log.reset()
+    decoder = str(_get(dl, "decoder", "decord"))
+    min_frames = int(_get(dl, "min_frames", 0)) or vds.num_frames
+    bs = int(batch_size or scfg.batch_size)
+    workers = max(1, int(_get(scfg, "num_parallel_workers", 1)))
+    multiproc = bool(_get(scfg, "python_multiprocessing", False))
+    common = dict(train=train, bad_log=bad_log, decoder=decoder, min_frames=min_frames,
+                  max_bad_fraction=float(_get(dl, "max_bad_fraction", 0.05)), seed=seed)
+
+    if train:
+        source = ClipSource(vds, transform, **common)
+        n = len(source)
+        shard_kw = {} if num_shards == 1 else {"num_shards": num_shards, "shard_id": shard_id}
+        ds = msds.GeneratorDataset(source, column_names=TRAIN_COLUMNS,
+                                   shuffle=True if shuffle is None else bool(shuffle),
+                                   num_parallel_workers=workers,
+                                   python_multiprocessing=multiproc, **shard_kw)
+        num_samples = math.ceil(n / num_shards)  # the distributed sampler pads shards equally
+        if num_samples < bs:
+            raise DataError(f"data_loader.train: {num_samples} samples per shard is less than one "
+                            f"batch of {bs} (drop_remainder)")
+        ds = ds.batch(bs, drop_remainder=True)
+        steps = num_samples // bs
+    else:
+        probe = ClipSource(vds, transform, **common)
+        videos = range(shard_id, len(vds), num_shards)
+        ids = [v * probe.views + k for v in videos for k in range(probe.views)]
+        if not ids:
+            raise DataError(f"data_loader.eval: shard {shard_id} of {num_shards} has no videos "
+                            f"({len(vds)} in total)")
+        source = ClipSource(vds, transform, sample_ids=ids, **common)
+        ds = msds.GeneratorDataset(source, column_names=EVAL_COLUMNS,
+                                   shuffle=bool(shuffle) if shuffle is not None else False,
+                                   num_parallel_workers=workers, python_multiprocessing=multiproc)
+        num_samples = len(ids)
+        ds = ds.batch(bs, drop_remainder=False)
+        steps = math.ceil(num_samples / bs)
+    return Loader(dataset=ds, split=split, source=source, video_dataset=vds, batch_size=bs,
+                  num_samples=num_samples, steps_per_epoch=steps, output_dir=output_dir,
+                  num_shards=num_shards, shard_id=shard_id, label_map_path=label_map_path)

@@ -1,0 +1,203 @@
+"""Write the built-in demo data set: H.264 videos of synthetic scenes whose class is only visible
+in the motion over time.
+
+Every video shows the same kind of content: a noisy textured background, a few random bars
+(random colour, length, position, orientation) and clutter bars that wander and spin at
+random, plus per-frame noise. The class decides only how the main bars move: translate left /
+right / up / down (wrapping around the frame) or spin clockwise / counter-clockwise in place. A
+single frame therefore says nothing about the class (horizontal flips would swap classes: keep
+``RandomHorizontalFlip`` off). Output, deterministic for a given ``--seed``::
+
+    ROOT/train/<class>/<class>_0000.mp4 ...   ROOT/val/<class>/...
+    ROOT/train.txt  ROOT/val.txt              (VideoList: "train/<class>/<file>.mp4 <label>")
+    ROOT/label_map.json
+
+    python -m src.tools.make_demo_data ROOT [--seed 0] [--num-train 60] [--num-val 20]
+        [--size 96] [--frames 32] [--fps 25] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ["move_left", "move_right", "move_up", "move_down", "rotate_clockwise",
+           "rotate_counterclockwise"]
+_DIRS = {"move_left": (0.0, -1.0), "move_right": (0.0, 1.0), "move_up": (-1.0, 0.0),
+         "move_down": (1.0, 0.0)}
+
+
+def _bars(img, objs: np.ndarray) -> None:
+    """Draw bars (y, x, angle, half_len, half_wid, r, g, b) on a PIL image, wrapping around."""
+    from PIL import ImageDraw
+
+    w, h = img.size
+    draw = ImageDraw.Draw(img)
+    for y, x, ang, hl, hw, r, g, b in objs:
+        y, x = y % h, x % w
+        c, s = np.cos(ang), np.sin(ang)
+        u, v = np.array([c, s]) * hl, np.array([-s, c]) * hw  # (x, y) half-axes
+        corners = np.array([u + v, u - v, -u - v, -u + v])
+        reach = np.abs(corners).max(0)
+        colour = (int(r), int(g), int(b))
+        for oy in (-h, 0, h):
+            for ox in (-w, 0, w):
+                cx, cy = x + ox, y + oy
+                if cx + reach[0] < 0 or cx - reach[0] > w or cy + reach[1] < 0 or cy - reach[1] > h:
+                    continue
+                draw.polygon([(float(px + cx), float(py + cy)) for px, py in corners], fill=colour)
+
+
+def render_video(label: int, rng: np.random.Generator, height: int, width: int,
+                 num_frames: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of one demo video of class ``label``."""
+    # background: smooth random texture (low-resolution noise, upsampled), static
+    lo = rng.uniform(30, 140, size=(height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
+    bg = np.kron(lo, np.ones((8, 8, 1), np.float32))[:height, :width]
+    bg = (bg + np.roll(bg, 4, 0) + np.roll(bg, 4, 1) + np.roll(bg, (4, 4), (0, 1))) / 4
+
+    def make(n: int) -> np.ndarray:
+        scale = min(height, width)
+        return np.stack([rng.uniform(0, height, n), rng.uniform(0, width, n),
+                         rng.uniform(0, np.pi, n), rng.uniform(0.08, 0.16, n) * scale,
+                         rng.uniform(0.025, 0.045, n) * scale, rng.uniform(120, 255, n),
+                         rng.uniform(60, 255, n), rng.uniform(0, 255, n)], 1).astype(np.float32)
+
+    main = make(int(rng.integers(3, 6)))
+    clutter = make(int(rng.integers(2, 4)))
+    name = CLASSES[label]
+    speed = rng.uniform(1.2, 2.2) * min(height, width) / 96.0  # pixels per frame
+    spin = np.deg2rad(rng.uniform(5.0, 9.0))                     # radians per frame
+    if name in _DIRS:
+        dy, dx = _DIRS[name]
+        jitter = rng.uniform(-0.25, 0.25)  # not exactly axis-aligned
+        vel = np.array([dy + jitter * dx, dx + jitter * dy]) * speed
+        omega = 0.0
+    else:
+        vel = np.zeros(2)
+        omega = spin if name == "rotate_clockwise" else -spin  # image y points down: +angle = clockwise
+    c_vel = rng.normal(0, 1.0, size=(len(clutter), 2)).astype(np.float32) * speed
+    c_spin = rng.normal(0, 1.0, size=len(clutter)).astype(np.float32) * spin
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    bg_u8 = np.clip(bg, 0, 255).astype(np.uint8)
+    for t in range(num_frames):
+        img = Image.fromarray(bg_u8)
+        c_vel += rng.normal(0, 0.3, size=c_vel.shape) * speed  # random walk: no consistent motion
+        clutter[:, 0] += c_vel[:, 0]
+        clutter[:, 1] += c_vel[:, 1]
+        clutter[:, 2] += c_spin
+        _bars(img, clutter)
+        m = main.copy()
+        m[:, 0] += vel[0] * t
+        m[:, 1] += vel[1] * t
+        m[:, 2] += omega * t
+        _bars(img, m)
+        noise = rng.standard_normal((height, width, 1), dtype=np.float32) * 7.0
+        frames[t] = np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8)
+    return frames
+
+
+def encode_mp4(path: str, frames: np.ndarray, fps: int = 25, crf: int = 20) -> None:
+    """H.264 (yuv420p, single-threaded for byte-identical output) via PyAV."""
+    import av
+
+    h, w = frames.shape[1:3]
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": str(crf), "threads": "1"}
+        stream.thread_count = 1
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _job(args: Tuple[str, int, int, int, int, int, int, int, int]) -> str:
+    root, split_id, label, i, seed, height, width, frames, fps = args
+    split = ("train", "val")[split_id]
+    name = CLASSES[label]
+    rel = f"{split}/{name}/{name}_{i:04d}.mp4"
+    rng = np.random.default_rng([seed, split_id, label, i])
+    encode_mp4(os.path.join(root, rel), render_video(label, rng, height, width, frames), fps)
+    return f"{rel} {label}"
+
+
+def _parse_size(text: str) -> Tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size: expected N or WxH, got {text!r}") from None
+    if w % 2 or h % 2 or w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"--size: H.264 needs even sizes >= 16, got {text!r}")
+    return h, w
+
+
+def make_demo_data(root: str, *, seed: int = 0, num_train: int = 60, num_val: int = 20,
+                   height: int = 96, width: int = 96, frames: int = 32, fps: int = 25,
+                   workers: int = 1, classes: Optional[Sequence[str]] = None) -> List[str]:
+    """Write the demo data set under ``root``; returns the written list files' paths."""
+    from ..data.labels import save_label_map
+
+    names = list(classes or CLASSES)
+    labels = [CLASSES.index(n) for n in names]
+    for split in ("train", "val"):
+        for n in names:
+            os.makedirs(os.path.join(root, split, n), exist_ok=True)
+    out = []
+    for split_id, count in ((0, num_train), (1, num_val)):
+        jobs = [(root, split_id, lab, i, seed, height, width, frames, fps)
+                for lab in labels for i in range(count)]
+        if workers > 1:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(workers) as pool:
+                lines = pool.map(_job, jobs, chunksize=8)
+        else:
+            lines = [_job(j) for j in jobs]
+        if len(names) != len(CLASSES):  # a subset: relabel 0..k-1 in CLASSES order
+            remap = {lab: k for k, lab in enumerate(labels)}
+            lines = [f"{l.rsplit(' ', 1)[0]} {remap[int(l.rsplit(' ', 1)[1])]}" for l in lines]
+        path = os.path.join(root, ("train.txt", "val.txt")[split_id])
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        out.append(path)
+    save_label_map(names, os.path.join(root, "label_map.json"))
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m src.tools.make_demo_data",
+                                description="Write the synthetic motion demo data set.")
+    p.add_argument("root", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=60, help="train videos per class")
+    p.add_argument("--num-val", type=int, default=20, help="val videos per class")
+    p.add_argument("--size", type=_parse_size, default=(96, 96), help="N (square) or WxH, even")
+    p.add_argument("--frames", type=int, default=32, help="frames per video")
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="encoding processes")
+    p.add_argument("--classes", nargs="+", choices=CLASSES, default=None, help="a subset of classes")
+    args = p.parse_args(argv)
+    if args.num_train < 1 or args.num_val < 1 or args.frames < 2:
+        print("error: --num-train/--num-val must be >= 1 and --frames >= 2", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    h, w = args.size
+    make_demo_data(args.root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+                   height=h, width=w, frames=args.frames, fps=args.fps, workers=args.workers,
+                   classes=args.classes)
+    n = len(args.classes or CLASSES)
+    print(f"wrote {n * (args.num_train + args.num_val)} videos ({n} classes, {w}x{h}, "
+          f"{args.frames} frames) to {args.root} in {time.time() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Every data set type built through the registry from tiny encoded videos."""
+import json
+import logging
+import os
+import shutil
+
+import pytest
+
+import src.data  # noqa: F401  (registers the data sets)
+from src.data import DataError, load_label_map, save_label_map
+from src.registry import DATASETS, build_from_cfg
+from tests.helpers.video import tiny_video
+
+CLIP = {"num_frames": 4, "sampling_rate": 2}
+
+
+@pytest.fixture(scope="module")
+def seed_video(tmp_path_factory):
+    return tiny_video(str(tmp_path_factory.mktemp("seed") / "seed.mp4"), num_frames=12)
+
+
+def put(seed_video, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy(seed_video, path)
+    return path
+
+
+def build(cfg, **kw):
+    return build_from_cfg(cfg, DATASETS, where="data_loader.train.dataset", **kw)
+
+
+def test_label_map_roundtrip_and_formats(tmp_path):
+    path = save_label_map(["b", "a", "c"], str(tmp_path / "lm.json"))
+    assert json.load(open(path)) == {"num_classes": 3, "classes": ["b", "a", "c"]}
+    assert load_label_map(path) == ["b", "a", "c"]
+    (tmp_path / "d.json").write_text('{"x": 1, "y": 0}')
+    assert load_label_map(str(tmp_path / "d.json")) == ["y", "x"]
+    (tmp_path / "bad.json").write_text('{"x": 3}')
+    with pytest.raises(DataError, match="bad.json: label indices must be 0..0"):
+        load_label_map(str(tmp_path / "bad.json"))
+
+
+def test_videolist_labels_missing_files_and_label_map(tmp_path, seed_video, caplog):
+    root = tmp_path / "data"
+    for rel in ["a/x 1.mp4", "b/y.avi", "b/z.mkv"]:
+        put(seed_video, str(root / rel))
+    (root / "train.txt").write_text("a/x 1.mp4 0\n# comment\nb/y.avi 1\n\nb/z.mkv 1\na/gone.mp4 0\n")
+    save_label_map(["walk", "run"], str(root / "label_map.json"))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="src.data"):
+        ds = build({"type": "VideoList", "root": str(root), "ann_file": "train.txt", **CLIP},
+                   output_dir=str(out))
+    assert ds.class_names == ["walk", "run"]
+    assert [(os.path.relpath(p, root), l) for p, l in ds.samples] == [("a/x 1.mp4", 0), ("b/y.avi", 1), ("b/z.mkv", 1)]
+    warnings = [r for r in caplog.records if "missing" in r.getMessage()]
+    assert len(warnings) == 1 and "1 of 4 listed videos are missing" in warnings[0].getMessage()
+    assert (out / "missing_files.txt").read_text().strip().endswith("a/gone.mp4")
+    # without a label map the names are the indices
+    os.remove(root / "label_map.json")
+    ds = build({"type": "VideoList", "root": str(root), "ann_file": "train.txt", **CLIP})
+    assert ds.class_names == ["0", "1"]
+
+
+def test_no_files_found_and_bad_lines_are_clear_errors(tmp_path):
+    (tmp_path / "l.txt").write_text("nothing/here.mp4 0\n")
+    with pytest.raises(DataError, match="none of the 1 listed videos exist"):
+        build({"type": "VideoList", "root": str(tmp_path), "ann_file": "l.txt", **CLIP})
+    (tmp_path / "m.txt").write_text("a.mp4 zero\n")
+    with pytest.raises(DataError, match="m.txt:1: expected 'relative/path label'"):
+        build({"type": "VideoList", "root": str(tmp_path), "ann_file": "m.txt", **CLIP})
+    with pytest.raises(DataError, match="annotation file .* not found"):
+        build({"type": "VideoList", "root": str(tmp_path), "ann_file": "nope.txt", **CLIP})
+
+
+def test_videofolder_classes_sorted(tmp_path, seed_video):
+    for rel in ["zebra/1.mp4", "ant/2.webm", "ant/3.mp4", "mole/4.avi", "mole/notes.txt"]:
+        put(seed_video, str(tmp_path / "train" / rel))
+    ds = build({"type": "VideoFolder", "root": str(tmp_path), "split": "train", **CLIP})
+    assert ds.class_names == ["ant", "mole", "zebra"]
+    assert [(os.path.basename(p), l) for p, l in ds.samples] == [("2.webm", 0), ("3.mp4", 0), ("4.avi", 1), ("1.mp4", 2)]
+
+
+@pytest.mark.parametrize("kind", ["Kinetics400", "Kinetics600"])
+def test_kinetics_csv_flat_and_nested(tmp_path, seed_video, kind):
+    root = tmp_path / "k"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "validate.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        '"air drumming",abc,12,22,val\n'
+        "abseiling,-x_y,0,10,val\n"
+        "abseiling,gone,5,15,val\n")
+    put(seed_video, str(root / "val" / "abc_000012_000022.mkv"))            # flat
+    put(seed_video, str(root / "val" / "abseiling" / "-x_y_000000_000010.mp4"))  # in a class folder
+    ds = build({"type": kind, "root": str(root), "split": "val", **CLIP})
+    assert ds.class_names == ["abseiling", "air drumming"]
+    assert sorted((os.path.basename(p), l) for p, l in ds.samples) == [
+        ("-x_y_000000_000010.mp4", 0), ("abc_000012_000022.mkv", 1)]
+    assert len(ds.missing) == 1
+
+
+def test_kinetics_class_folder_variant(tmp_path, seed_video):
+    for rel in ["train/b c/1.mp4", "train/a/2.mp4"]:
+        put(seed_video, str(tmp_path / rel))
+    ds = build({"type": "Kinetics400", "root": str(tmp_path), "split": "train", **CLIP})
+    assert ds.class_names == ["a", "b c"] and sorted(ds.labels) == [0, 1]
+
+
+def test_ucf101_split_selection(tmp_path, seed_video):
+    ann = tmp_path / "ucfTrainTestlist"
+    ann.mkdir()
+    (ann / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+    (ann / "trainlist01.txt").write_text("ApplyEyeMakeup/v_A_g08_c01.avi 1\nArchery/v_B_g08_c01.avi 2\n")
+    (ann / "testlist01.txt").write_text("Archery/v_B_g01_c01.avi\n")
+    (ann / "trainlist02.txt").write_text("Archery/v_B_g01_c01.avi 2\n")
+    for rel in ["ApplyEyeMakeup/v_A_g08_c01.avi", "Archery/v_B_g08_c01.avi", "Archery/v_B_g01_c01.avi"]:
+        put(seed_video, str(tmp_path / "UCF-101" / rel))
+    tr = build({"type": "UCF101", "root": str(tmp_path), "split": "train", "fold": 1, **CLIP})
+    te = build({"type": "UCF101", "root": str(tmp_path), "split": "test", "fold": 1, **CLIP})
+    tr2 = build({"type": "UCF101", "root": str(tmp_path), "split": "train", "fold": 2, **CLIP})
+    assert tr.class_names == ["ApplyEyeMakeup", "Archery"] and tr.labels == [0, 1]
+    assert [os.path.basename(p) for p in te.video_paths] == ["v_B_g01_c01.avi"] and te.labels == [1]
+    assert tr2.labels == [1]
+
+
+def test_hmdb51_split_files(tmp_path, seed_video):
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    (splits / "wave_test_split1.txt").write_text("w1.avi 1\nw2.avi 2\nw3.avi 0\n")
+    (splits / "clap_test_split1.txt").write_text("c1.avi 1\nc2.avi 2\n")
+    (splits / "clap_test_split2.txt").write_text("c1.avi 2\n")
+    for rel in ["wave/w1.avi", "wave/w2.avi", "wave/w3.avi", "clap/c1.avi", "clap/c2.avi"]:
+        put(seed_video, str(tmp_path / rel))
+    tr = build({"type": "HMDB51", "root": str(tmp_path), "split": "train", **CLIP})
+    te = build({"type": "HMDB51", "root": str(tmp_path), "split": "test", **CLIP})
+    assert tr.class_names == ["clap", "wave"]
+    assert [(os.path.basename(p), l) for p, l in tr.samples] == [("c1.avi", 0), ("w1.avi", 1)]
+    assert [(os.path.basename(p), l) for p, l in te.samples] == [("c2.avi", 0), ("w2.avi", 1)]
+
+
+def test_load_clip_uses_the_sampling(tmp_path):
+    path = tiny_video(str(tmp_path / "v.mp4"), num_frames=20, height=32, width=48)
+    (tmp_path / "l.txt").write_text("v.mp4 0\n")
+    ds = build({"type": "VideoList", "root": str(tmp_path), "ann_file": "l.txt", "num_frames": 4,
+                "sampling_rate": 3, "num_clips": 2})
+    clip = ds.load_clip(0, clip_idx=1)
+    # 20 frames, span 10 -> delta 10, clip 1 of 2 starts at floor(11*3/4) = 8: frames 8, 11, 14, 17
+    assert clip[:, 10].max(axis=-1).argmax(axis=1).tolist() == [16, 22, 28, 34]
+    assert os.path.samefile(ds.video_paths[0], path)

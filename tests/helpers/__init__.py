@@ -1,0 +1,1 @@
+"""Shared test helpers (no fixtures here: tests/conftest.py is left to others)."""
