@@ -33,7 +33,7 @@ from mindspore.common.initializer import Normal, initializer
 
 from ..registry import MODELS
 from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
-                     ceil_div, pointwise_conv)
+                     ceil_div, global_avg_pool, pointwise_conv)
 
 Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
 
@@ -106,7 +106,7 @@ class SqueezeExcitation(nn.Cell):
         self.dims = (dim, dim_fc)
 
     def construct(self, x):
-        s = x.mean(axis=(2, 3, 4), keep_dims=True)
+        s = global_avg_pool(x)
         s = ops.sigmoid(self.fc2(self.relu(self.fc1(s))))
         return x * s
 

@@ -1,0 +1,135 @@
+"""Per-layer timing of X3D-XS (batch 4, 4 x 160 x 160) in MindSpore graph mode.
+
+Each distinct layer of the network is jitted alone at the shape it sees in the full model and
+timed forward and forward + backward (gradients w.r.t. input and parameters); times are
+multiplied by how often the layer occurs. Run through ``python -m src.tools.benchmark --layers``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+BATCH, FRAMES, CROP = 4, 4, 160
+
+
+def _median_ms(fn, reps: int = 7) -> float:
+    fn()
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1e3 * sorted(ts)[len(ts) // 2]
+
+
+def _layers() -> List[Tuple[str, Any, Tuple[int, ...], int]]:
+    """(group, cell, input shape, occurrences) for every distinct layer of X3D-XS."""
+    from mindspore import nn
+    from src.models.layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, pointwise_conv
+    from src.models.x3d import SqueezeExcitation
+
+    class Act(nn.Cell):
+        def __init__(self, bn: nn.Cell) -> None:
+            super().__init__()
+            self.bn, self.relu = bn, nn.ReLU()
+
+        def construct(self, x):
+            return self.relu(self.bn(x))
+
+    out: List[Tuple[str, Any, Tuple[int, ...], int]] = []
+    n, t = BATCH, FRAMES
+    out.append(("stem conv_xy 1x3x3", SpatialConv3d(3, 24, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+                (n, 3, t, CROP, CROP), 1))
+    out.append(("stem conv_t 5x1x1 channelwise", ChannelwiseConv3d(24, (5, 1, 1), padding=(2, 0, 0)),
+                (n, 24, t, 80, 80), 1))
+    out.append(("BN+ReLU", Act(BatchNorm3d(24)), (n, 24, t, 80, 80), 1))
+    dim_in, hw = 24, 80
+    for dim_out, depth in ((24, 3), (48, 5), (96, 11), (192, 7)):
+        inner = int(2.25 * dim_out)
+        ho = hw // 2
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_in, inner), (n, dim_in, t, hw, hw), 1))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_out, inner), (n, dim_out, t, ho, ho), depth - 1))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(inner, dim_out), (n, inner, t, ho, ho), depth))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_in, dim_out, stride=(1, 2, 2)),
+                    (n, dim_in, t, hw, hw), 1))
+        out.append(("channelwise 3x3x3", ChannelwiseConv3d(inner, 3, stride=(1, 2, 2), padding=1),
+                    (n, inner, t, hw, hw), 1))
+        out.append(("channelwise 3x3x3", ChannelwiseConv3d(inner, 3, padding=1), (n, inner, t, ho, ho), depth - 1))
+        out.append(("BN+ReLU", Act(BatchNorm3d(inner)), (n, inner, t, hw, hw), 1))
+        out.append(("BN+ReLU", Act(BatchNorm3d(inner)), (n, inner, t, ho, ho), depth - 1))
+        out.append(("BN (b, c, shortcut)", BatchNorm3d(inner), (n, inner, t, ho, ho), depth))
+        out.append(("BN (b, c, shortcut)", BatchNorm3d(dim_out), (n, dim_out, t, ho, ho), depth + 1))
+        out.append(("SE", SqueezeExcitation(dim=inner, dim_fc=max(8, inner // 16 // 8 * 8)),
+                    (n, inner, t, ho, ho), (depth + 1) // 2))
+        out.append(("Swish", Swish(), (n, inner, t, ho, ho), depth))
+        dim_in, hw = dim_out, ho
+    return out
+
+
+def profile(threads: int = 2, baseline: bool = False) -> Dict[str, Dict[str, float]]:
+    """{group: {"forward_ms": .., "train_ms": .., "count": ..}} summed over occurrences.
+
+    ``baseline``: the earlier CPU formulation (channelwise ``fold``, stem ``im2col``).
+    """
+    import mindspore as ms
+    from mindspore import Tensor, nn
+    from src.models.layers import set_default_impl
+
+    if baseline:
+        set_default_impl(channelwise="fold", spatial="im2col")
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    ms.device_context.cpu.op_tuning.threads_num(threads)
+
+    class SumOf(nn.Cell):
+        def __init__(self, cell: nn.Cell) -> None:
+            super().__init__()
+            self.cell = cell
+
+        def construct(self, x):
+            return self.cell(x).sum()
+
+    groups: Dict[str, Dict[str, float]] = OrderedDict()
+    rng = np.random.default_rng(0)
+    for name, cell, shape, count in _layers():
+        x = Tensor(rng.standard_normal(shape, dtype=np.float32))
+        cell.set_train(True)
+        fwd = ms.jit(cell.construct)
+        params = cell.trainable_params()
+        grad = ms.value_and_grad(SumOf(cell), 0, params if params else None)
+
+        @ms.jit
+        def step(inp):
+            return grad(inp)
+
+        f = _median_ms(lambda: fwd(x).asnumpy())
+        b = _median_ms(lambda: step(x)[0].asnumpy())
+        g = groups.setdefault(name, {"forward_ms": 0.0, "train_ms": 0.0, "count": 0})
+        g["forward_ms"] += f * count
+        g["train_ms"] += b * count
+        g["count"] += count
+    return groups
+
+
+def main(threads: int = 2, json_out: Optional[str] = None, baseline: bool = False) -> int:
+    from src.models.layers import resolve_impl
+    groups = profile(threads, baseline)
+    print(f"X3D-XS per-layer time, batch {BATCH}, {FRAMES}x{CROP}x{CROP}, {threads} threads, "
+          f"channelwise impl '{resolve_impl('auto', 'channelwise')}', stem impl '{resolve_impl('auto', 'spatial')}'")
+    print(f"{'layer':36} {'count':>5} {'forward ms':>11} {'fwd+bwd ms':>11}")
+    tot_f = tot_b = 0.0
+    for name, g in groups.items():
+        print(f"{name:36} {g['count']:5d} {g['forward_ms']:11.1f} {g['train_ms']:11.1f}")
+        tot_f += g["forward_ms"]
+        tot_b += g["train_ms"]
+    print(f"{'total':36} {'':5} {tot_f:11.1f} {tot_b:11.1f}")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"threads": threads, "baseline": baseline, "layers": groups}, f, indent=2)
+    return 0
