@@ -41,11 +41,42 @@ def init_context(ctx: Mapping[str, Any], device: Optional[str] = None) -> str:
         raise ValueError(f"context.mode: expected 0 (graph) or 1 (PyNative), got {mode}")
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE)
     ms.set_device(target, int(ctx.get("device_id", 0)) if target != "CPU" else None)
+    if target == "CPU":
+        set_cpu_threads(int(ctx.get("cpu_threads", 0)))
     seed_everything(int(ctx.get("seed", 0)))
     return target
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """Intra-op threads of MindSpore's CPU kernels (its default, 25, oversubscribes small machines).
+    0 = the cores this process may use; under msrun the cores are split between local workers."""
+    import os
+    if threads <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local = int(os.environ.get("MS_LOCAL_WORKER", os.environ.get("LOCAL_WORKER_NUM", "1")) or 1)
+        threads = max(1, cores // max(1, local))
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(threads)
+    except RuntimeError:  # already set in this process (it may be set once)
+        pass
+    return threads
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     ms.set_seed(seed)
+
+
+def init_distributed() -> tuple:
+    """Join the process group when launched by ``msrun`` (or another launcher that sets the
+    MindSpore cluster variables) and switch to data parallel with gradient averaging.
+    Returns ``(rank, group_size)``; ``(0, 1)`` for a single process."""
+    import os
+    workers = int(os.environ.get("MS_WORKER_NUM", os.environ.get("RANK_SIZE", "1")) or 1)
+    if workers <= 1:
+        return 0, 1
+    from mindspore.communication import get_group_size, get_rank, init
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    return get_rank(), get_group_size()

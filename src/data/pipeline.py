@@ -109,7 +109,7 @@ class ClipSource:
         self.total = len(dataset) * self.views
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, np.int64)
         self.seed = int(seed)
-        self._calls = 0
+        self.epoch = 0
         self._cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
     def __len__(self) -> int:
@@ -135,8 +135,8 @@ class ClipSource:
     def __getitem__(self, i: int):
         i = int(i)
         gid = int(self.sample_ids[i]) if self.sample_ids is not None else i
-        self._calls += 1
-        rng = np.random.default_rng([self.seed, gid, self._calls])
+        # random choices depend only on (seed, epoch, sample): a resumed run redraws them exactly
+        rng = np.random.default_rng([self.seed, self.epoch, gid])
         vid, view = divmod(gid, self.views)
         clip_idx, crop_idx = divmod(view, self.num_crops)
         for _ in range(MAX_TRIES):
@@ -183,6 +183,10 @@ class Loader:
         self.column_names = TRAIN_COLUMNS if self.split == "train" else EVAL_COLUMNS
         self.bad_files_path = self.source.bad_log.list_path
         self.missing_files: List[str] = list(self.video_dataset.missing)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed this epoch's random clips and crops (call before creating the epoch's iterator)."""
+        self.source.epoch = int(epoch)
 
     def bad_count(self) -> int:
         """Bad samples seen so far by this loader (all workers)."""

@@ -2,8 +2,8 @@
 in the motion over time.
 
 Every video shows the same kind of content: a noisy textured background, a few random bars
-(random colour, length, position, orientation) and clutter bars that wander and spin at
-random, plus per-frame noise. The class decides only how the main bars move: translate left /
+(random colour, length, position, orientation) and clutter bars that wander (random heading,
+the main bars' speed) and spin at random, plus per-frame noise. The class decides only how the main bars move: translate left /
 right / up / down (wrapping around the frame) or spin clockwise / counter-clockwise in place. A
 single frame therefore says nothing about the class (horizontal flips would swap classes: keep
 ``RandomHorizontalFlip`` off). Output, deterministic for a given ``--seed``::
@@ -57,22 +57,22 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
                  num_frames: int) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of one demo video of class ``label``."""
     # background: smooth random texture (low-resolution noise, upsampled), static
-    lo = rng.uniform(30, 140, size=(height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
+    lo = rng.uniform(50, 120, size=(height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
     bg = np.kron(lo, np.ones((8, 8, 1), np.float32))[:height, :width]
     bg = (bg + np.roll(bg, 4, 0) + np.roll(bg, 4, 1) + np.roll(bg, (4, 4), (0, 1))) / 4
 
     def make(n: int) -> np.ndarray:
         scale = min(height, width)
         return np.stack([rng.uniform(0, height, n), rng.uniform(0, width, n),
-                         rng.uniform(0, np.pi, n), rng.uniform(0.08, 0.16, n) * scale,
-                         rng.uniform(0.025, 0.045, n) * scale, rng.uniform(120, 255, n),
+                         rng.uniform(0, np.pi, n), rng.uniform(0.10, 0.18, n) * scale,
+                         rng.uniform(0.045, 0.07, n) * scale, rng.uniform(120, 255, n),
                          rng.uniform(60, 255, n), rng.uniform(0, 255, n)], 1).astype(np.float32)
 
-    main = make(int(rng.integers(3, 6)))
-    clutter = make(int(rng.integers(2, 4)))
+    main = make(int(rng.integers(5, 8)))
+    clutter = make(int(rng.integers(1, 3)))
     name = CLASSES[label]
-    speed = rng.uniform(1.2, 2.2) * min(height, width) / 96.0  # pixels per frame
-    spin = np.deg2rad(rng.uniform(5.0, 9.0))                     # radians per frame
+    speed = rng.uniform(1.8, 2.8) * min(height, width) / 96.0  # pixels per frame
+    spin = np.deg2rad(rng.uniform(7.0, 11.0))                    # radians per frame
     if name in _DIRS:
         dy, dx = _DIRS[name]
         jitter = rng.uniform(-0.25, 0.25)  # not exactly axis-aligned
@@ -87,7 +87,9 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
     bg_u8 = np.clip(bg, 0, 255).astype(np.uint8)
     for t in range(num_frames):
         img = Image.fromarray(bg_u8)
-        c_vel += rng.normal(0, 0.3, size=c_vel.shape) * speed  # random walk: no consistent motion
+        # clutter wanders: its heading turns at random, its speed stays that of the main bars
+        c_vel += rng.normal(0, 0.3, size=c_vel.shape) * speed
+        c_vel *= speed / np.maximum(np.linalg.norm(c_vel, axis=1, keepdims=True), 1e-6)
         clutter[:, 0] += c_vel[:, 0]
         clutter[:, 1] += c_vel[:, 1]
         clutter[:, 2] += c_spin

@@ -1,0 +1,164 @@
+"""Checkpoints: atomic writes, resume bookkeeping, and loading pretrained weights.
+
+A training checkpoint holds the network (incl. BN statistics), the optimizer state (momentum
+buffers, global step), and metadata: ``epoch`` (completed epochs), ``global_step``, ``best_top1``,
+the resolved config (YAML text) and the label map (JSON text). It is written to a temporary file
+and renamed, so a file with the final name is always complete; a crash leaves at most a stray
+``.*.tmp.ckpt`` that is ignored and cleaned up.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+logger = logging.getLogger("src.engine")
+
+META_KEYS = ("epoch", "global_step", "best_top1", "config_yaml", "label_map_json")
+META_PREFIX = "meta."  # metadata entries are stored as meta.<key>, apart from parameter names
+SKIP_ON_SAVE = ("learning_rate",)  # the per-step LR array is rebuilt from the config
+EPOCH_RE = re.compile(r"-epoch(\d+)\.ckpt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (one-line message naming the file)."""
+
+
+def save_checkpoint(cell: nn.Cell, path: str, *, epoch: int, global_step: int, best_top1: float = 0.0,
+                    config_yaml: str = "", class_names: Sequence[str] = ()) -> str:
+    """Write ``cell``'s parameters plus metadata to ``path`` atomically (temp file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # hidden temp name ending in .ckpt (MindSpore appends .ckpt to any other name)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp.ckpt")
+    meta = {"epoch": int(epoch), "global_step": int(global_step), "best_top1": float(best_top1),
+            "config_yaml": config_yaml, "label_map_json": json.dumps(list(class_names))}
+    ms.save_checkpoint(cell, tmp, append_dict={META_PREFIX + k: v for k, v in meta.items()},
+                       choice_func=lambda name: name not in SKIP_ON_SAVE)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, Any]]:
+    """(parameters, metadata) of a checkpoint; metadata is empty for plain weight files."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        data = ms.load_checkpoint(path)
+    except Exception as e:  # MindSpore raises ValueError/RuntimeError with long texts
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable MindSpore checkpoint ({first})") from None
+    meta: Dict[str, Any] = {}
+    for key in META_KEYS:
+        if META_PREFIX + key in data:
+            value = data.pop(META_PREFIX + key)
+            meta[key] = value.asnumpy().item() if hasattr(value, "asnumpy") else value
+    if "label_map_json" in meta:
+        meta["class_names"] = json.loads(meta.pop("label_map_json") or "[]")
+    return data, meta
+
+
+def periodic_checkpoints(directory: str, prefix: str = "x3d") -> List[Tuple[int, str]]:
+    """(epoch, path) of the complete periodic checkpoints in ``directory``, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(directory, f"{prefix}-epoch*.ckpt")):
+        m = EPOCH_RE.search(path)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def prune_checkpoints(directory: str, keep: int, prefix: str = "x3d") -> None:
+    """Keep the newest ``keep`` periodic checkpoints (``last``/``best`` are separate files)."""
+    for _, path in periodic_checkpoints(directory, prefix)[:-keep] if keep > 0 else []:
+        os.remove(path)
+    for stray in glob.glob(os.path.join(directory, ".*.tmp.ckpt")):
+        try:
+            os.remove(stray)
+        except OSError:
+            pass
+
+
+def find_resume_checkpoint(directory: str) -> Optional[str]:
+    """The newest complete checkpoint in ``directory`` that loads (``last.ckpt`` or periodic)."""
+    candidates = []
+    for path in [os.path.join(directory, "last.ckpt")] + [p for _, p in periodic_checkpoints(directory)]:
+        if os.path.isfile(path):
+            candidates.append((os.path.getmtime(path), path))
+    for _, path in sorted(candidates, reverse=True):
+        try:
+            _, meta = read_checkpoint(path)
+        except CheckpointError as e:
+            logger.warning("skipping unreadable checkpoint: %s", e)
+            continue
+        if "epoch" in meta:
+            return path
+    return None
+
+
+def load_pretrained(net: nn.Cell, path: str, *, classifier: Sequence[str] = ()) -> List[str]:
+    """Load weights from ``path`` into ``net``.
+
+    Classifier parameters (``classifier``) whose shape differs (another class count) are left at
+    their fresh initialisation and returned. Any other missing key or shape mismatch means a
+    checkpoint of another architecture: it raises, listing the mismatched keys.
+    """
+    params, _ = read_checkpoint(path)
+    own = {p.name: p for p in net.get_parameters()}
+    skipped, mismatched = [], []
+    to_load = {}
+    for name, p in own.items():
+        if name not in params:
+            mismatched.append(f"{name} (missing)")
+            continue
+        src = params[name]
+        if tuple(src.shape) != tuple(p.shape):
+            if name in classifier:
+                skipped.append(name)
+                continue
+            mismatched.append(f"{name} {tuple(src.shape)} vs model {tuple(p.shape)}")
+            continue
+        to_load[name] = src
+    unexpected = [k for k in params if k not in own and not _is_optimizer_state(k)]
+    if mismatched or unexpected:
+        parts = mismatched[:8] + [f"{k} (unexpected)" for k in unexpected[:8]]
+        more = len(mismatched) + len(unexpected) - len(parts)
+        raise CheckpointError(f"{path}: does not fit this model ({len(mismatched)} mismatched, "
+                              f"{len(unexpected)} unexpected keys): {', '.join(parts)}"
+                              + (f", ... {more} more" if more > 0 else ""))
+    ms.load_param_into_net(net, to_load, strict_load=True)
+    return skipped
+
+
+def _is_optimizer_state(name: str) -> bool:
+    return name in ("global_step", "momentum", "learning_rate") or name.startswith(("accum.", "stat.", "moments.",
+                                                                                     "moment1.", "moment2.", "beta1_power",
+                                                                                     "beta2_power"))
+
+
+def restore_training_state(train_cell: nn.Cell, path: str) -> Dict[str, Any]:
+    """Load network and optimizer state saved by ``save_checkpoint``; returns its metadata."""
+    params, meta = read_checkpoint(path)
+    if "epoch" not in meta:
+        raise CheckpointError(f"{path}: has no training state (epoch/global_step); use --pretrained for weights")
+    own = {p.name for p in train_cell.get_parameters()} - set(SKIP_ON_SAVE)
+    missing = sorted(own - set(params))
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume, {len(missing)} parameters missing: {', '.join(missing[:8])}")
+    not_loaded, _ = ms.load_param_into_net(train_cell, params, strict_load=True)
+    not_loaded = [n for n in not_loaded if n not in SKIP_ON_SAVE]
+    if not_loaded:
+        raise CheckpointError(f"{path}: cannot resume, not loaded: {', '.join(not_loaded[:8])}")
+    return meta
+
+
+def params_to_numpy(net: nn.Cell) -> Dict[str, np.ndarray]:
+    return {p.name: p.asnumpy() for p in net.get_parameters()}

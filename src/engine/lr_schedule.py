@@ -1,0 +1,73 @@
+"""Per-step learning-rate schedules (registry ``LR_SCHEDULES``).
+
+Each builder returns a float32 array with one value per training step (``epochs x
+steps_per_epoch``); the optimizer indexes it with its global step, so resuming at step ``s``
+continues with exactly ``lr[s]``. ``base_lr`` is scaled by ``global_batch / reference_batch_size``
+when ``reference_batch_size`` is set (the linear scaling rule the references use).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..registry import LR_SCHEDULES
+
+
+def scaled_lr(base_lr: float, global_batch_size: int, reference_batch_size: Optional[int]) -> float:
+    """Linear scaling: ``base_lr`` is the rate for ``reference_batch_size`` clips per step."""
+    if not reference_batch_size:
+        return float(base_lr)
+    return float(base_lr) * global_batch_size / float(reference_batch_size)
+
+
+def _steps(epochs: int, steps_per_epoch: int) -> np.ndarray:
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"learning_rate: need train.epochs >= 1 and >= 1 step per epoch, "
+                         f"got {epochs} epochs x {steps_per_epoch} steps")
+    return np.arange(epochs * steps_per_epoch, dtype=np.float64)
+
+
+@LR_SCHEDULES.register("cosine_warmup")
+def cosine_warmup(*, base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
+                  warmup_start_lr: float = 0.0, eta_min: float = 0.0, global_batch_size: int = 1,
+                  reference_batch_size: Optional[int] = None) -> np.ndarray:
+    """SlowFast's schedule, per step: cosine from the (scaled) base LR to ``eta_min`` over all
+    epochs; during the first ``warmup_epochs`` a line from ``warmup_start_lr`` to the cosine value
+    at the end of warmup."""
+    lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    t = _steps(epochs, steps_per_epoch) / steps_per_epoch  # epoch as a float, like SlowFast's cur_epoch
+    cosine = eta_min + (lr0 - eta_min) * (np.cos(np.pi * t / epochs) + 1.0) * 0.5
+    if warmup_epochs > 0:
+        end = eta_min + (lr0 - eta_min) * (math.cos(math.pi * warmup_epochs / epochs) + 1.0) * 0.5
+        warm = warmup_start_lr + (end - warmup_start_lr) * t / warmup_epochs
+        cosine = np.where(t < warmup_epochs, warm, cosine)
+    return cosine.astype(np.float32)
+
+
+@LR_SCHEDULES.register("constant")
+def constant(*, base_lr: float, epochs: int, steps_per_epoch: int, global_batch_size: int = 1,
+             reference_batch_size: Optional[int] = None, warmup_epochs: float = 0.0,
+             warmup_start_lr: float = 0.0) -> np.ndarray:
+    """A constant rate, optionally after a linear warmup from ``warmup_start_lr``."""
+    lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    t = _steps(epochs, steps_per_epoch) / steps_per_epoch
+    lr = np.full_like(t, lr0)
+    if warmup_epochs > 0:
+        lr = np.where(t < warmup_epochs, warmup_start_lr + (lr0 - warmup_start_lr) * t / warmup_epochs, lr)
+    return lr.astype(np.float32)
+
+
+@LR_SCHEDULES.register("multistep")
+def multistep(*, base_lr: float, epochs: int, steps_per_epoch: int, milestones: Sequence[float] = (),
+              gamma: float = 0.1, global_batch_size: int = 1, reference_batch_size: Optional[int] = None,
+              warmup_epochs: float = 0.0, warmup_start_lr: float = 0.0) -> np.ndarray:
+    """``base_lr * gamma ** k`` after the k-th milestone epoch, optionally after a linear warmup."""
+    lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    t = _steps(epochs, steps_per_epoch) / steps_per_epoch
+    k = np.searchsorted(np.asarray(sorted(milestones), np.float64), t, side="right")
+    lr = lr0 * np.power(gamma, k)
+    if warmup_epochs > 0:
+        lr = np.where(t < warmup_epochs, warmup_start_lr + (lr[0] - warmup_start_lr) * t / warmup_epochs, lr)
+    return lr.astype(np.float32)

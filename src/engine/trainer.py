@@ -1,0 +1,323 @@
+"""The training loop and its callbacks.
+
+``fit`` runs a graph-mode ``TrainOneStepCell`` (forward, backward, gradient mean across devices in
+data-parallel runs, optimizer update) over the train loader, and hands every step and epoch to a
+list of callbacks: logging/progress, NaN guard, validation (with optional precise BN),
+checkpointing and the metrics file/plot. Only rank 0 gets the callbacks that write.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import mindspore as ms
+import mindspore.dataset as msds
+from mindspore import Tensor, nn
+
+from .checkpoint import prune_checkpoints, save_checkpoint
+from .evaluate import evaluate
+
+logger = logging.getLogger("src.engine")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops without saving the corrupted state."""
+
+
+@dataclass
+class TrainState:
+    """What the loop and its callbacks share."""
+    epoch: int = 0                    # completed epochs
+    global_step: int = 0
+    epochs: int = 1
+    steps_per_epoch: int = 1
+    global_batch: int = 1
+    best_top1: float = -1.0
+    last_val: Dict[str, float] = field(default_factory=dict)
+    epoch_losses: List[float] = field(default_factory=list)
+    last_checkpoint: Optional[str] = None
+
+
+class Callback:
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_epoch_begin(self, state: TrainState) -> None: ...
+    def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+# ----------------------------------------------------------------------------------- cells
+class TrainStep(nn.TrainOneStepCell):
+    """Forward + backward + (data-parallel gradient mean) + update; returns the loss."""
+
+    def __init__(self, net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer) -> None:
+        super().__init__(nn.WithLossCell(net, loss_fn), optimizer)
+        self.net = net
+
+
+def set_train_mode(net: nn.Cell, finetune: str) -> None:
+    """Train mode; with ``last_layer`` fine-tuning the frozen backbone keeps its BN statistics."""
+    net.set_train(True)
+    if finetune == "last_layer":
+        for cell in (net.stem, net.res2, net.res3, net.res4, net.res5, net.head.conv_5_bn):
+            cell.set_train(False)
+
+
+def trainable_for(net: nn.Cell, finetune: str) -> List[ms.Parameter]:
+    """``complete``: every trainable parameter; ``last_layer``: only the classifier."""
+    if finetune == "complete":
+        return list(net.trainable_params())
+    if finetune == "last_layer":
+        return list(net.head.projection.trainable_params())
+    raise ValueError(f"train.finetune: expected 'complete' or 'last_layer', got '{finetune}'")
+
+
+# ----------------------------------------------------------------------------------- loop
+def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndarray, *,
+        callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0,
+        max_steps_per_epoch: int = 0) -> TrainState:
+    """Train from ``state.epoch`` to ``state.epochs``. Each epoch's shuffle is seeded by
+    ``seed + epoch``, so a resumed run sees the same batches an uninterrupted one would."""
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    while state.epoch < state.epochs:
+        msds.config.set_seed(seed + state.epoch)
+        loader.set_epoch(state.epoch)
+        step_cell.set_train(True)
+        set_train_mode(step_cell.net, finetune)
+        state.epoch_losses = []
+        for cb in callbacks:
+            cb.on_epoch_begin(state)
+        batches = loader.dataset.create_tuple_iterator(num_epochs=1)
+        for i, (video, label) in enumerate(batches):
+            if i >= state.steps_per_epoch:
+                break
+            t0 = time.perf_counter()
+            lr = float(lr_values[min(state.global_step, len(lr_values) - 1)])
+            loss = float(step_cell(video, label).asnumpy())
+            dt = time.perf_counter() - t0
+            state.global_step += 1
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss} at epoch {state.epoch + 1}, step {state.global_step}; stopping. "
+                    f"Last good checkpoint: {state.last_checkpoint or 'none saved yet'}")
+            state.epoch_losses.append(loss)
+            for cb in callbacks:
+                cb.on_step_end(state, loss, lr, dt)
+        state.epoch += 1
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return state
+
+
+# ----------------------------------------------------------------------------------- precise BN
+def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
+    """Recompute BN moving statistics as the plain average of ``num_batches`` training-batch
+    statistics (SlowFast's precise BN). Each batch's statistics are recovered exactly from the
+    moving-average update: batch = (new - (1 - m) * old) / m. Returns the batches used."""
+    bns = [c for _, c in net.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
+    if not bns or num_batches <= 0:
+        return 0
+    net.set_train(True)
+    sums = [[np.zeros(c.moving_mean.shape, np.float64), np.zeros(c.moving_mean.shape, np.float64)] for c in bns]
+    used = 0
+    for video, _label in loader.dataset.create_tuple_iterator(num_epochs=1):
+        if used >= num_batches:
+            break
+        before = [(c.moving_mean.asnumpy(), c.moving_variance.asnumpy()) for c in bns]
+        net(video)
+        for (old_m, old_v), c, acc in zip(before, bns, sums):
+            m = float(c.momentum)  # torch convention: new = (1 - m) * old + m * batch
+            acc[0] += (c.moving_mean.asnumpy() - (1 - m) * old_m) / m
+            acc[1] += (c.moving_variance.asnumpy() - (1 - m) * old_v) / m
+        used += 1
+    if used:
+        for c, (mean, var) in zip(bns, sums):
+            c.moving_mean.set_data(Tensor((mean / used).astype(np.float32)))
+            c.moving_variance.set_data(Tensor((var / used).astype(np.float32)))
+    return used
+
+
+# ----------------------------------------------------------------------------------- callbacks
+class ProgressLogger(Callback):
+    """Per-step loss / LR / clips/s / ETA every ``log_interval`` steps, a progress bar, an epoch summary."""
+
+    def __init__(self, *, log_interval: int, progress_bar: bool, loader: Any, log_file: Optional[str]) -> None:
+        self.log_interval = max(1, int(log_interval))
+        self.progress_bar = progress_bar
+        self.loader = loader
+        self.log_file = log_file
+        self.bar = None
+        self.times: List[float] = []
+
+    def log(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+        if self.log_file:
+            with open(self.log_file, "a", encoding="utf-8") as f:
+                f.write(text + "\n")
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self.epoch_start = time.perf_counter()
+        if self.progress_bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{state.epochs}",
+                            unit="step", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None:
+        self.times.append(step_time)
+        recent = self.times[-50:]
+        # the first step of a run includes graph compilation; leave it out of the rate when possible
+        per_step = float(np.median(recent[1:] if len(recent) > 1 else recent))
+        remaining = state.epochs * state.steps_per_epoch - state.global_step
+        clips = state.global_batch / per_step if per_step > 0 else 0.0
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{clips:.1f}")
+        step_in_epoch = len(state.epoch_losses)
+        if step_in_epoch % self.log_interval == 0 or step_in_epoch == state.steps_per_epoch:
+            self.log(f"epoch {state.epoch + 1}/{state.epochs} step {step_in_epoch}/{state.steps_per_epoch} "
+                     f"(global {state.global_step}) loss {loss:.4f} lr {lr:.6f} {clips:.1f} clips/s "
+                     f"eta {_hms(remaining * per_step)}")
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        mean_loss = float(np.mean(state.epoch_losses)) if state.epoch_losses else float("nan")
+        val = state.last_val
+        val_text = (f", val top-1 {100 * val['top1']:.2f}% top-5 {100 * val['top5']:.2f}%"
+                    if val.get("epoch") == state.epoch else "")
+        self.log(f"epoch {state.epoch}/{state.epochs} done in {_hms(time.perf_counter() - self.epoch_start)}: "
+                 f"train loss {mean_loss:.4f}{val_text}; {self.loader.summary()}")
+
+
+class Validation(Callback):
+    """Single-view validation every ``interval`` epochs (and after the last), after precise BN."""
+
+    def __init__(self, net: nn.Cell, loader: Any, train_loader: Any, *, interval: int,
+                 precise_bn_batches: int, finetune: str, log) -> None:
+        self.net, self.loader, self.train_loader = net, loader, train_loader
+        self.interval = int(interval)
+        self.precise_bn_batches = int(precise_bn_batches)
+        self.finetune = finetune
+        self.log = log
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.loader is None or self.interval <= 0:
+            return
+        if state.epoch % self.interval and state.epoch != state.epochs:
+            return
+        if self.precise_bn_batches > 0 and self.finetune == "complete":
+            used = precise_bn(self.net, self.train_loader, self.precise_bn_batches)
+            self.log(f"precise BN: statistics recomputed over {used} batches")
+        t0 = time.perf_counter()
+        m = evaluate(self.net, self.loader)
+        state.last_val = {"epoch": state.epoch, "top1": m["top1"], "top5": m["top5"],
+                          "mean_class_accuracy": m["mean_class_accuracy"], "num_videos": m["num_videos"],
+                          "seconds": time.perf_counter() - t0}
+        set_train_mode(self.net, self.finetune)
+
+
+class CheckpointSaver(Callback):
+    """``x3d-epochNNNN.ckpt`` every ``interval`` epochs (newest ``keep`` kept), ``last.ckpt`` every
+    epoch, ``best.ckpt`` on a new best validation top-1; all written atomically."""
+
+    def __init__(self, step_cell: TrainStep, directory: str, *, interval: int, keep: int, config_yaml: str,
+                 class_names: Sequence[str], log) -> None:
+        self.cell, self.dir = step_cell, directory
+        self.interval, self.keep = max(1, int(interval)), int(keep)
+        self.config_yaml, self.class_names, self.log = config_yaml, list(class_names), log
+
+    def _save(self, name: str, state: TrainState) -> str:
+        return save_checkpoint(self.cell, os.path.join(self.dir, name), epoch=state.epoch,
+                               global_step=state.global_step, best_top1=max(state.best_top1, 0.0),
+                               config_yaml=self.config_yaml, class_names=self.class_names)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        val = state.last_val
+        if val.get("epoch") == state.epoch and val["top1"] > state.best_top1:
+            state.best_top1 = val["top1"]
+            self._save("best.ckpt", state)
+            self.log(f"new best val top-1 {100 * val['top1']:.2f}% -> {os.path.join(self.dir, 'best.ckpt')}")
+        if state.epoch % self.interval == 0 or state.epoch == state.epochs:
+            self._save(f"x3d-epoch{state.epoch:04d}.ckpt", state)
+            prune_checkpoints(self.dir, self.keep)
+        state.last_checkpoint = self._save("last.ckpt", state)
+
+
+class MetricsWriter(Callback):
+    """``metrics.jsonl`` (one JSON object per logged step and per epoch) and ``curves.png``."""
+
+    def __init__(self, directory: str, *, log_interval: int) -> None:
+        self.path = os.path.join(directory, "metrics.jsonl")
+        self.png = os.path.join(directory, "curves.png")
+        self.log_interval = max(1, int(log_interval))
+        self.t0 = time.time()
+
+    def _write(self, record: Dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None:
+        if len(state.epoch_losses) % self.log_interval == 0:
+            self._write({"kind": "step", "epoch": state.epoch + 1, "global_step": state.global_step,
+                         "loss": loss, "lr": lr, "clips_per_s": state.global_batch / max(step_time, 1e-9)})
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        rec: Dict[str, Any] = {"kind": "epoch", "epoch": state.epoch, "global_step": state.global_step,
+                               "train_loss": float(np.mean(state.epoch_losses)) if state.epoch_losses else None,
+                               "elapsed_s": round(time.time() - self.t0, 2)}
+        if state.last_val.get("epoch") == state.epoch:
+            rec.update({f"val_{k}": v for k, v in state.last_val.items() if k != "epoch"})
+        self._write(rec)
+        plot_curves(self.path, self.png)
+
+
+def read_metrics(path: str) -> List[Dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(metrics_path: str, png_path: str) -> None:
+    """Loss, LR and validation accuracy against the global step (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = read_metrics(metrics_path)
+    steps = [r for r in recs if r["kind"] == "step"]
+    epochs = [r for r in recs if r["kind"] == "epoch"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot([r["global_step"] for r in steps], [r["loss"] for r in steps], lw=1, label="step")
+    axes[0].plot([r["global_step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="epoch mean")
+    axes[0].set(title="training loss", xlabel="step")
+    axes[0].legend()
+    axes[1].plot([r["global_step"] for r in steps], [r["lr"] for r in steps])
+    axes[1].set(title="learning rate", xlabel="step")
+    val = [r for r in epochs if "val_top1" in r]
+    axes[2].plot([r["epoch"] for r in val], [100 * r["val_top1"] for r in val], "o-", label="top-1")
+    axes[2].plot([r["epoch"] for r in val], [100 * r["val_top5"] for r in val], "s--", label="top-5")
+    axes[2].set(title="validation accuracy (%)", xlabel="epoch", ylim=(0, 100))
+    axes[2].legend()
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,48 @@
+"""LR schedules against hand-computed values (built through the registry, as train.py does)."""
+import math
+
+import numpy as np
+import pytest
+
+import src.engine  # noqa: F401
+from src.registry import LR_SCHEDULES, build_from_cfg
+
+
+def cosine_cfg(**kw):
+    cfg = {"type": "cosine_warmup", "base_lr": 0.1, "warmup_epochs": 2.0, "warmup_start_lr": 0.01, "eta_min": 0.0}
+    cfg.update(kw)
+    return cfg
+
+
+def test_cosine_warmup_matches_slowfast_by_hand():
+    lr = build_from_cfg(cosine_cfg(), LR_SCHEDULES, epochs=10, steps_per_epoch=4)
+    assert lr.shape == (40,) and lr.dtype == np.float32
+    end_of_warmup = 0.1 * (math.cos(math.pi * 2 / 10) + 1) / 2       # cosine value at epoch 2
+    assert lr[0] == pytest.approx(0.01)                               # warmup starts at warmup_start_lr
+    # step 5 = epoch 1.25: linear from 0.01 towards the cosine value at epoch 2
+    assert lr[5] == pytest.approx(0.01 + (end_of_warmup - 0.01) * 1.25 / 2, rel=1e-6)
+    assert lr[8] == pytest.approx(end_of_warmup, rel=1e-6)            # warmup ends on the cosine curve
+    assert lr[20] == pytest.approx(0.05, rel=1e-6)                    # mid-cosine: epoch 5 of 10 -> base/2
+    assert lr[39] == pytest.approx(0.1 * (math.cos(math.pi * 9.75 / 10) + 1) / 2, rel=1e-5)  # last step
+    assert np.all(np.diff(lr[8:]) < 0)
+
+
+def test_linear_scaling_with_global_batch():
+    lr = build_from_cfg(cosine_cfg(warmup_epochs=0.0, reference_batch_size=128), LR_SCHEDULES,
+                        epochs=4, steps_per_epoch=2, global_batch_size=32)
+    assert lr[0] == pytest.approx(0.1 * 32 / 128)
+
+
+def test_constant_and_multistep():
+    lr = build_from_cfg({"type": "constant", "base_lr": 0.3}, LR_SCHEDULES, epochs=2, steps_per_epoch=3)
+    assert np.allclose(lr, 0.3)
+    lr = build_from_cfg({"type": "multistep", "base_lr": 1.0, "milestones": [1, 3], "gamma": 0.1},
+                        LR_SCHEDULES, epochs=4, steps_per_epoch=2)
+    assert np.allclose(lr, [1, 1, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_bad_schedule_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="need train.epochs >= 1"):
+        build_from_cfg(cosine_cfg(), LR_SCHEDULES, epochs=0, steps_per_epoch=4)
+    with pytest.raises(KeyError, match="unknown key 'learning_rate.eta_max'"):
+        build_from_cfg(cosine_cfg(eta_max=1.0), LR_SCHEDULES, where="learning_rate", epochs=1, steps_per_epoch=1)

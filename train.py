@@ -1,0 +1,142 @@
+"""Train X3D from a YAML config, on one process or many (``msrun``), in MindSpore graph mode.
+
+    python train.py --config src/config/x3d_xs.yaml [KEY=VALUE ...] [--device CPU|GPU|Ascend]
+                    [--output DIR] [--resume PATH|auto] [--pretrained PATH]
+
+Reads top to bottom: context -> data -> model -> loss -> LR -> optimizer -> callbacks -> train.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from src.config import ConfigError, add_config_args, config_from_args, dump_config
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train X3D (graph mode; data parallel under msrun).")
+    add_config_args(p)
+    p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
+    p.add_argument("--output", default=None, help="output folder (default: train.output_dir)")
+    p.add_argument("--resume", default=None, help="'auto' (newest complete checkpoint in the output folder) or a path")
+    p.add_argument("--pretrained", default=None, help="initialise from these weights (classifier re-initialised "
+                                                      "if the class count differs)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from src.data import DataError
+    from src.engine.checkpoint import CheckpointError
+    from src.engine.trainer import NonFiniteLossError
+    from src.registry import RegistryError
+    try:
+        return run(args)
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ConfigError, RegistryError, DataError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import mindspore as ms  # noqa: F401  (before src.data: decord must load after MindSpore)
+    from src.context import init_context, init_distributed
+    from src.data import create_loader
+    from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
+    from src.engine.trainer import (CheckpointSaver, MetricsWriter, ProgressLogger, TrainState, TrainStep,
+                                    Validation, fit, trainable_for)
+    from src.models import build_model, count_params
+    from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
+
+    cfg = config_from_args(args)
+    for key, value in (("output_dir", args.output), ("resume", args.resume), ("pretrained", args.pretrained)):
+        if value is not None:
+            cfg.train[key] = value
+    tc = cfg.train
+    out = tc.output_dir
+
+    # ---- context
+    device = init_context(cfg.context, args.device)
+    rank, group = init_distributed()
+    main_rank = rank == 0
+    os.makedirs(out, exist_ok=True)
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
+    say = print if main_rank else (lambda *a, **k: None)
+
+    # ---- data (train sharded by rank; validation on rank 0 over the whole eval split)
+    train_loader = create_loader(cfg, "train", num_shards=group, shard_id=rank, output_dir=out,
+                                 seed=cfg.context.seed)
+    val_loader = create_loader(cfg, "eval", output_dir=out) if main_rank and tc.eval_interval > 0 else None
+    classes = train_loader.class_names
+    if cfg.model.num_classes != len(classes):
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the training data set has "
+                          f"{len(classes)} classes; set model.num_classes={len(classes)}")
+
+    # ---- model
+    net = build_model(cfg.model)
+    if tc.pretrained:
+        skipped = load_pretrained(net, tc.pretrained, classifier=net.classifier_names())
+        say(f"pretrained weights: {tc.pretrained}"
+            + (f" (re-initialised for {len(classes)} classes: {', '.join(skipped)})" if skipped else ""))
+
+    # ---- loss
+    loss_fn = build_from_cfg(cfg.loss, LOSSES, where="loss")
+
+    # ---- learning rate: one value per step; train.epochs is the only epoch count
+    steps = train_loader.steps_per_epoch
+    if tc.max_steps_per_epoch > 0:
+        steps = min(steps, tc.max_steps_per_epoch)
+    global_batch = train_loader.batch_size * group
+    lr_values = build_from_cfg(cfg.learning_rate, LR_SCHEDULES, where="learning_rate", epochs=tc.epochs,
+                               steps_per_epoch=steps, global_batch_size=global_batch)
+
+    # ---- optimizer
+    params = trainable_for(net, tc.finetune)
+    optimizer = build_from_cfg(cfg.optimizer, OPTIMIZERS, where="optimizer", params=params,
+                               learning_rate=lr_values)
+    step_cell = TrainStep(net, loss_fn, optimizer)
+
+    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps, global_batch=global_batch)
+    resume = find_resume_checkpoint(out) if tc.resume == "auto" else tc.resume
+    if resume:
+        meta = restore_training_state(step_cell, resume)
+        state.epoch, state.global_step = int(meta["epoch"]), int(meta["global_step"])
+        state.best_top1 = float(meta.get("best_top1", -1.0)) or -1.0
+        state.last_checkpoint = resume
+        say(f"resumed from {resume}: epoch {state.epoch}, step {state.global_step}, "
+            f"lr {lr_values[min(state.global_step, len(lr_values) - 1)]:.6f}")
+    elif tc.resume == "auto":
+        say(f"resume=auto: no checkpoint in {out}, starting from scratch")
+
+    # ---- callbacks (only rank 0 writes)
+    config_yaml = dump_config(cfg, os.path.join(out, "config.yaml") if main_rank else None)
+    progress = ProgressLogger(log_interval=tc.log_interval, progress_bar=bool(tc.progress_bar) and main_rank,
+                              loader=train_loader, log_file=os.path.join(out, "train.log") if main_rank else None)
+    callbacks = [progress]
+    if main_rank:
+        callbacks += [Validation(net, val_loader, train_loader, interval=tc.eval_interval,
+                                 precise_bn_batches=tc.precise_bn_batches, finetune=tc.finetune, log=progress.log),
+                      CheckpointSaver(step_cell, out, interval=tc.ckpt_interval, keep=tc.keep_checkpoint_max,
+                                      config_yaml=config_yaml, class_names=classes, log=progress.log),
+                      MetricsWriter(out, log_interval=tc.log_interval)]
+    say(f"device {device}, {group} process(es), {cfg.model.type}: {count_params(net):,} trainable parameters "
+        f"({len(params):,} tensors optimised, finetune={tc.finetune}); {train_loader.num_samples} clips/shard, "
+        f"{steps} steps/epoch of {global_batch} clips, {tc.epochs} epochs")
+
+    # ---- train
+    state = fit(step_cell, train_loader, state, lr_values, callbacks=callbacks, finetune=tc.finetune,
+                seed=cfg.context.seed)
+    if main_rank and state.last_val:
+        say(f"final validation top-1: {100 * state.last_val['top1']:.2f}%  top-5: {100 * state.last_val['top5']:.2f}% "
+            f"({state.last_val['num_videos']} videos); best {100 * max(state.best_top1, 0):.2f}%; "
+            f"checkpoints in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
