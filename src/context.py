@@ -53,7 +53,8 @@ def set_cpu_threads(threads: int = 0) -> int:
     import os
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        local = int(os.environ.get("MS_LOCAL_WORKER", os.environ.get("LOCAL_WORKER_NUM", "1")) or 1)
+        # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none)
+        local = int(os.environ.get("X3D_LOCAL_WORKERS", os.environ.get("MS_WORKER_NUM", "1")) or 1)
         threads = max(1, cores // max(1, local))
     try:
         ms.device_context.cpu.op_tuning.threads_num(threads)
