@@ -23,7 +23,7 @@ def demo(tmp_path_factory):
 
 def test_demo_data_layout_lists_and_label_map(demo):
     classes = load_label_map(str(demo / "label_map.json"))
-    assert classes == make_demo_data.CLASSES and len(classes) >= 4
+    assert classes == make_demo_data.DEFAULT_CLASSES and len(classes) >= 4
     train = (demo / "train.txt").read_text().split("\n")[:-1]
     val = (demo / "val.txt").read_text().split("\n")[:-1]
     assert len(train) == 2 * len(classes) and len(val) == len(classes)
@@ -74,7 +74,7 @@ def test_demo_data_feeds_the_loader(demo, tmp_path):
         "eval": {"dataset": dict(ds, ann_file="val.txt", num_clips=1), "batch_size": 4, "num_parallel_workers": 1,
                  "map": {"operations": [{"type": "SpatialCrops", "size": 32, "num_crops": 1}] + tail}}}}))
     loader = create_loader(load_config(str(cfg_path)), "train", output_dir=str(tmp_path))
-    assert loader.class_names == make_demo_data.CLASSES
+    assert loader.class_names == make_demo_data.DEFAULT_CLASSES
     batch = next(loader.iter_numpy())
     assert batch["video"].shape == (4, 3, 4, 32, 32)
 

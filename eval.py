@@ -1,0 +1,155 @@
+"""Multi-view evaluation of a checkpoint.
+
+    python eval.py --config CFG --ckpt PATH [--output DIR] [--device CPU|GPU|Ascend] [KEY=VALUE ...]
+
+Views: ``infer.num_clips`` clips spaced uniformly over each video x ``infer.num_crops`` crops
+(1 = centre; 3 = left/centre/right, or top/centre/bottom for portrait video) of
+``infer.crop_size`` from frames resized to short side ``infer.short_side``; 10 x 3 = the
+references' "30-view" test. The network's eval-mode output is a softmax per view; views are
+averaged per video. Writes ``eval_results.json`` (metrics, per-class accuracy, confusion matrix,
+each video's top-5) and ``confusion_matrix.png`` to the output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from src.config import ConfigError, add_config_args, config_from_args
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Multi-view evaluation of an X3D checkpoint.")
+    add_config_args(p)
+    p.add_argument("--ckpt", required=True, help="checkpoint to evaluate (training or converted)")
+    p.add_argument("--output", default=None, help="folder for eval_results.json and confusion_matrix.png "
+                                                  "(default: <train.output_dir>/eval)")
+    p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from src.data import DataError
+    from src.engine.checkpoint import CheckpointError
+    from src.registry import RegistryError
+    try:
+        return run(args)
+    except (ConfigError, RegistryError, DataError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import mindspore as ms  # noqa: F401  (before src.data: decord must load after MindSpore)
+    from src.context import init_context
+    from src.data import create_loader
+    from src.engine.checkpoint import load_pretrained, read_checkpoint
+    from src.engine.evaluate import predict_views
+    from src.engine.metrics import classification_metrics
+    from src.models import build_model
+
+    cfg = config_from_args(args)
+    out = args.output or os.path.join(cfg.train.output_dir, "eval")
+    os.makedirs(out, exist_ok=True)
+    init_context(cfg.context, args.device)
+
+    inf = cfg.infer
+    loader = create_loader(cfg, "eval", output_dir=out, num_clips=inf.num_clips, num_crops=inf.num_crops,
+                           short_side=inf.short_side, crop_size=inf.crop_size, batch_size=inf.batch_size)
+    net = build_model(cfg.model)
+    load_pretrained(net, args.ckpt)
+    _, meta = read_checkpoint(args.ckpt)
+    names = list(loader.class_names)
+    if meta.get("class_names") and list(meta["class_names"]) != names:
+        print(f"warning: {args.ckpt} was trained with classes {meta['class_names'][:5]}... but the data set "
+              f"lists {names[:5]}...; using the data set's order", file=sys.stderr)
+
+    print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
+          f"({inf.num_clips} clips x {inf.num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
+          flush=True)
+    t0 = time.perf_counter()
+    agg = predict_views(net, loader, progress=not args.no_progress, desc="eval")
+    seconds = time.perf_counter() - t0
+    video_ids, scores, labels = agg.result()
+    metrics = classification_metrics(scores, labels, loader.num_classes, names)
+    skipped = loader.num_videos - len(video_ids)
+
+    results: Dict[str, Any] = {
+        "checkpoint": os.path.abspath(args.ckpt),
+        "config": os.path.abspath(args.config),
+        "views": {"num_clips": int(inf.num_clips), "num_crops": int(inf.num_crops),
+                  "short_side": int(inf.short_side), "crop_size": int(inf.crop_size)},
+        "num_videos": int(loader.num_videos), "num_videos_scored": int(len(video_ids)),
+        "videos_skipped_unreadable": int(skipped), "seconds": round(seconds, 2),
+        **metrics,
+        "class_names": names,
+        "videos": _top5(video_ids, scores, labels, loader.video_paths, names),
+    }
+    _write_json(results, os.path.join(out, "eval_results.json"))
+    plot_confusion(np.asarray(metrics["confusion_matrix"]), names, os.path.join(out, "confusion_matrix.png"))
+
+    print(f"top-1: {100 * metrics['top1']:.2f}%  top-5: {100 * metrics['top5']:.2f}%  "
+          f"mean class accuracy: {100 * metrics['mean_class_accuracy']:.2f}%  "
+          f"({len(video_ids)} videos, {seconds:.1f} s)")
+    if skipped:
+        print(f"{skipped} unreadable videos had no views and are not scored (see {loader.bad_files_path})")
+    worst = sorted(((a, n) for n, a in metrics["per_class_accuracy"].items() if a is not None))[:5]
+    print("lowest per-class accuracy: " + ", ".join(f"{n} {100 * a:.1f}%" for a, n in worst))
+    print(f"wrote {os.path.join(out, 'eval_results.json')} and {os.path.join(out, 'confusion_matrix.png')}")
+    return 0
+
+
+def _top5(video_ids, scores, labels, paths: Sequence[str], names: Sequence[str]) -> List[Dict[str, Any]]:
+    rows = []
+    for vid, s, y in zip(video_ids, scores, labels):
+        top = np.argsort(-s, kind="stable")[:5]
+        rows.append({"video": paths[vid], "label": int(y), "label_name": names[y],
+                     "top5": [{"label": int(k), "name": names[k], "prob": round(float(s[k]), 6)} for k in top]})
+    return rows
+
+
+def _write_json(obj: Any, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def plot_confusion(cm: np.ndarray, names: Sequence[str], path: str) -> None:
+    """Row-normalised confusion matrix (true class per row) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = min(4 + 0.35 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 60:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                            color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (rows normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
