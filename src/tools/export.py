@@ -1,0 +1,382 @@
+"""Export a trained X3D to MINDIR or ONNX for deployment.
+
+    python -m src.tools.export --config src/config/x3d_xs.yaml --ckpt best.ckpt \\
+        --format MINDIR|ONNX --out x3d_xs.mindir [--batch N|dynamic] [--frames T] [--crop S]
+
+What is exported: the eval-mode network (``set_train(False)``), input float32 (N, 3, T, S, S),
+output (N, classes) softmax probabilities averaged over the head's positions (SlowFast testing).
+T defaults to the model's ``num_frames`` and S to ``infer.crop_size`` (the test crop). The batch
+dimension is dynamic unless ``--batch N`` fixes it.
+
+The conv formulation is chosen for the format, since the CPU default (``custom``, an AOT C++
+``ops.Custom``) cannot live in a file for another runtime:
+
+* MINDIR: channelwise convs as ``fold`` (grouped Conv2D with an in-graph banded weight: exact,
+  fast on CPU and portable to every backend); stem ``native``.
+* ONNX: ``native`` grouped Conv3D (ONNX ``Conv`` with group=C). MindSpore 2.x writes Conv
+  ``pads`` in its own (t_begin, t_end, h_begin, h_end, ...) order instead of ONNX's
+  (t_begin, h_begin, ..., t_end, h_end, ...), which is wrong whenever the padding differs between
+  axes (the stem's (0,1,1) and (2,0,0)); the pads are reordered here. MindSpore also refuses dynamic
+  shapes for ONNX, so the file is exported at two batch sizes, the Reshape shape entries that
+  differ (the batch) become -1 and the input/output batch dimension becomes symbolic.
+
+Every file is checked before it is published: it is loaded with its runtime (``nn.GraphCell`` /
+onnxruntime), run on a random clip and compared with the checkpoint network; above the tolerance
+nothing is written. The file is written to a temporary name and renamed. Errors are one
+``error:`` line with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..config import ConfigError, add_config_args, config_from_args
+
+FORMATS = ("MINDIR", "ONNX")
+DEFAULT_IMPL = {"MINDIR": "fold", "ONNX": "native"}
+TOLERANCE = {"MINDIR": 1e-5, "ONNX": 1e-4}
+EXTENSION = {"MINDIR": ".mindir", "ONNX": ".onnx"}
+ONNX_BATCHES = (2, 3)  # the two batch sizes whose exports reveal the batch-dependent constants
+
+
+class ExportError(Exception):
+    """Bad input or an unfaithful export: printed as one ``error:`` line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------- arguments
+def parse_format(text: str) -> str:
+    fmt = text.strip().upper()
+    if fmt not in FORMATS:
+        raise ExportError(f"--format '{text}': expected MINDIR or ONNX")
+    return fmt
+
+
+def parse_batch(text: str) -> Optional[int]:
+    """'dynamic' -> None; a positive integer -> that batch size."""
+    if text.strip().lower() == "dynamic":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ExportError(f"--batch '{text}': expected a positive integer or 'dynamic'")
+    return value
+
+
+def check_out_path(out: str) -> str:
+    """Fail before the (slow) export if ``out`` cannot be written."""
+    out = os.path.abspath(out)
+    folder = os.path.dirname(out)
+    if os.path.isdir(out):
+        raise ExportError(f"--out {out}: is a directory")
+    if not os.path.isdir(folder):
+        raise ExportError(f"--out {out}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"--out {out}: directory {folder} is not writable")
+    return out
+
+
+# ----------------------------------------------------------------------------------- model
+def build_for_export(model_cfg: Any, ckpt: str, conv_impl: str) -> Any:
+    """The checkpoint's network in eval mode, built with a portable conv formulation."""
+    from ..engine.checkpoint import CheckpointError, load_pretrained
+    from ..models import build_model
+    cfg = dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg)
+    cfg["conv_impl"] = conv_impl
+    cfg.setdefault("stem_impl", "native")
+    if cfg["stem_impl"] in ("auto", "im2col"):
+        cfg["stem_impl"] = "native"  # im2col's ops.pad (PadV3) has no ONNX converter
+    try:
+        net = build_model(cfg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ExportError(f"model config: {e.args[0] if e.args else e}") from None
+    try:
+        load_pretrained(net, ckpt)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    net.set_train(False)
+    return net
+
+
+def reference_scores(net: Any, clip: np.ndarray) -> np.ndarray:
+    import mindspore as ms
+    return net(ms.Tensor(clip)).asnumpy()
+
+
+# ----------------------------------------------------------------------------------- MINDIR
+def export_mindir(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str) -> None:
+    import mindspore as ms
+    stem = tmp[: -len(".mindir")]
+    ms.export(net, ms.Tensor(shape=list(shape), dtype=ms.float32), file_name=stem, file_format="MINDIR")
+    if not os.path.isfile(tmp):
+        raise ExportError(f"MindSpore did not write {tmp}")
+
+
+def run_mindir(path: str, clip: np.ndarray) -> np.ndarray:
+    """Scores of a MINDIR file the way deployment loads it: ``mindspore.load`` + ``nn.GraphCell``."""
+    import mindspore as ms
+    from mindspore import nn
+    graph = nn.GraphCell(ms.load(path))
+    return graph(ms.Tensor(clip)).asnumpy()
+
+
+# ----------------------------------------------------------------------------------- ONNX
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
+    return onnx
+
+
+def check_onnx_head(net: Any, frames: int, crop: int) -> None:
+    """Refuse clips whose head pooling is a sliding AvgPool3D (no MindSpore ONNX converter).
+
+    The head pools with a fixed window (T, ceil(train_crop/32), ...); when the feature map is
+    larger (a test crop above the train crop, e.g. 182 vs 160 for XS) it becomes ``AvgPool3D``,
+    which MindSpore 2.x cannot write to ONNX. At the train crop the pool is global (a MatMul).
+    """
+    side = crop
+    for _ in range(5):  # stem + res2..res5 each halve H and W (kernel 3, padding 1, stride 2)
+        side = (side + 1) // 2
+    kt, kh, kw = net.head.pool_kernel
+    if frames > kt or side > kh or side > kw:
+        raise ExportError(f"ONNX: a {frames}x{crop}x{crop} clip gives a {frames}x{side}x{side} head map, larger "
+                          f"than the pool window {kt}x{kh}x{kw}, so the head needs AvgPool3D, which MindSpore's "
+                          f"ONNX exporter does not support; use --crop {net.crop_size} (the train crop) or MINDIR")
+
+
+def _ms_export_onnx(net: Any, batch: int, shape: Tuple[int, int, int, int], path: str) -> Any:
+    import mindspore as ms
+    onnx = _import_onnx()
+    dummy = np.zeros((batch,) + tuple(shape), np.float32)
+    ms.export(net, ms.Tensor(dummy), file_name=path[: -len(".onnx")], file_format="ONNX")
+    model = onnx.load(path)
+    os.remove(path)
+    return model
+
+
+def fix_conv_pads(model: Any) -> int:
+    """Reorder Conv ``pads`` from MindSpore's per-axis (begin, end) pairs to ONNX's begins-then-ends.
+
+    Returns how many Conv nodes changed (those whose padding differs between axes).
+    """
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        for attr in node.attribute:
+            if attr.name == "pads" and len(attr.ints) % 2 == 0:
+                pairs = list(attr.ints)
+                fixed = pairs[0::2] + pairs[1::2]
+                if fixed != pairs:
+                    attr.ints[:] = fixed
+                    changed += 1
+    return changed
+
+
+def _constants(model: Any) -> Dict[str, np.ndarray]:
+    from onnx import numpy_helper
+    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
+def make_batch_dynamic(first: Any, second: Any, batches: Sequence[int]) -> int:
+    """Turn ``first`` (exported at batch ``batches[0]``) into a dynamic-batch model in place.
+
+    ``second`` is the same network exported at ``batches[1]``. Constants that differ between the
+    two must be Reshape shapes whose differing entry is batch x k in both; it becomes -1. Anything
+    else depending on the batch raises (the file would be wrong for other batch sizes).
+    Returns the number of Reshape shapes rewritten.
+    """
+    from onnx import numpy_helper
+    b1, b2 = batches
+    nodes1, nodes2 = list(first.graph.node), list(second.graph.node)
+    if [n.op_type for n in nodes1] != [n.op_type for n in nodes2]:
+        raise ExportError("ONNX: the graphs exported at two batch sizes differ; use --batch N")
+    c1, c2 = _constants(first), _constants(second)
+    replaced: Dict[str, np.ndarray] = {}
+    for n1, n2 in zip(nodes1, nodes2):
+        for slot, (i1, i2) in enumerate(zip(n1.input, n2.input)):
+            if i1 not in c1 or i2 not in c2 or i1 in replaced:
+                continue
+            v1, v2 = c1[i1], c2[i2]
+            if v1.shape == v2.shape and np.array_equal(v1, v2):
+                continue
+            ok = (n1.op_type == "Reshape" and slot == 1 and v1.shape == v2.shape and v1.ndim == 1)
+            diff = np.flatnonzero(v1 != v2) if ok else []
+            if not ok or len(diff) != 1 or v1[diff[0]] % b1 or v2[diff[0]] % b2 \
+                    or v1[diff[0]] // b1 != v2[diff[0]] // b2:
+                raise ExportError(f"ONNX: constant '{i1}' of {n1.op_type} node '{n1.name}' depends on the "
+                                  f"batch size in a way that cannot be made dynamic; use --batch N")
+            fixed = v1.copy()
+            fixed[diff[0]] = -1
+            replaced[i1] = fixed
+    for init in first.graph.initializer:
+        if init.name in replaced:
+            init.CopyFrom(numpy_helper.from_array(replaced[init.name], init.name))
+    for node in first.graph.node:
+        if node.op_type == "Constant" and node.output[0] in replaced:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    attr.t.CopyFrom(numpy_helper.from_array(replaced[node.output[0]]))
+    for value in list(first.graph.input[:1]) + list(first.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if not dims:
+            continue
+        dim = dims[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    del first.graph.value_info[:]  # intermediate shapes were recorded for the fixed batch
+    return len(replaced)
+
+
+def export_onnx(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str) -> Dict[str, int]:
+    onnx = _import_onnx()
+    clip_shape = tuple(shape[1:])
+    if shape[0] is None:
+        models = [_ms_export_onnx(net, b, clip_shape, tmp) for b in ONNX_BATCHES]
+        pads = [fix_conv_pads(m) for m in models][0]
+        reshapes = make_batch_dynamic(models[0], models[1], ONNX_BATCHES)
+        model = models[0]
+    else:
+        model = _ms_export_onnx(net, shape[0], clip_shape, tmp)
+        pads, reshapes = fix_conv_pads(model), 0
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx.checker.ValidationError
+        raise ExportError(f"ONNX: the exported model is invalid: {str(e).splitlines()[0]}") from None
+    onnx.save(model, tmp)
+    return {"reordered_pads": pads, "dynamic_reshapes": reshapes}
+
+
+def run_onnx(path: str, clip: np.ndarray) -> np.ndarray:
+    """Scores of an ONNX file from onnxruntime (CPU)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking the ONNX file needs onnxruntime: pip install onnxruntime "
+                          "(or pass --no-verify)") from None
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: clip})[0]
+
+
+# ----------------------------------------------------------------------------------- driver
+def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
+           crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0) -> Dict[str, Any]:
+    """Export, verify against the checkpoint network, then publish ``out`` atomically."""
+    if not os.path.isfile(ckpt):
+        raise ExportError(f"{ckpt}: checkpoint not found")
+    impl = conv_impl or DEFAULT_IMPL[fmt]
+    if impl == "custom":
+        raise ExportError("--conv-impl custom is an AOT ops.Custom kernel that other runtimes cannot load; "
+                          "use fold or native")
+    net = build_for_export(model_cfg, ckpt, impl)
+    if fmt == "ONNX":
+        check_onnx_head(net, frames, crop)
+    in_ch = int(getattr(net, "in_channels", 3))
+    shape = (batch, in_ch, frames, crop, crop)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=f".tmp{EXTENSION[fmt]}",
+                               dir=os.path.dirname(out))
+    os.close(fd)
+    summary: Dict[str, Any] = {"format": fmt, "conv_impl": impl, "input": shape, "out": out}
+    try:
+        try:
+            if fmt == "MINDIR":
+                export_mindir(net, shape, tmp)
+            else:
+                summary.update(export_onnx(net, shape, tmp))
+        except (RuntimeError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"{fmt} export failed: {first}") from None
+        if verify:
+            sizes = (1, 3) if batch is None else (batch,)
+            rng = np.random.default_rng(seed)
+            clip = rng.standard_normal((max(sizes),) + shape[1:]).astype(np.float32)
+            expected = reference_scores(net, clip)
+            runner = run_mindir if fmt == "MINDIR" else run_onnx
+            diff = 0.0
+            for n in sizes:
+                got = runner(tmp, clip[:n])
+                if got.shape != expected[:n].shape:
+                    raise ExportError(f"{fmt}: output shape {got.shape} for batch {n}, expected "
+                                      f"{expected[:n].shape}; nothing written")
+                diff = max(diff, float(np.abs(got - expected[:n]).max()))
+            summary["max_abs_diff"] = diff
+            if not diff <= TOLERANCE[fmt]:
+                raise ExportError(f"{fmt}: scores differ from the checkpoint by {diff:.3g} "
+                                  f"(> {TOLERANCE[fmt]:g}); nothing written")
+        os.chmod(tmp, 0o644)  # ms.export leaves MINDIR read-only to its owner; mkstemp uses 0600
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.tools.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt) to export")
+    parser.add_argument("--format", default="MINDIR", help="MINDIR (default) or ONNX")
+    parser.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    parser.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
+    parser.add_argument("--frames", type=int, default=None, help="clip length T (default: the model's)")
+    parser.add_argument("--crop", type=int, default=None, help="crop size S (default: infer.crop_size)")
+    parser.add_argument("--conv-impl", choices=("fold", "native"), default=None,
+                        help="channelwise conv formulation (default: fold for MINDIR, native for ONNX)")
+    parser.add_argument("--device", default="CPU", help="device used for the export (default CPU)")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip the comparison of the written file with the checkpoint")
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        fmt = parse_format(args.format)
+        batch = parse_batch(args.batch)
+        out = check_out_path(args.out)
+        cfg = config_from_args(args)
+        from ..context import init_context
+        init_context(cfg.context, args.device)
+        frames = args.frames or _model_default(cfg.model, "num_frames")
+        crop = args.crop or int(cfg.infer.crop_size if "infer" in cfg else _model_default(cfg.model, "crop_size"))
+        if frames < 1 or crop < 32:
+            raise ExportError(f"clip {frames} frames x {crop} crop: need >= 1 frame and crop >= 32")
+        summary = export(cfg.model, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
+                         conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)))
+    except (ExportError, ConfigError, KeyError, ValueError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
+        return 2
+    n = "N" if batch is None else str(batch)
+    print(f"format: {fmt} (channelwise conv: {summary['conv_impl']})")
+    print(f"input: float32 ({n}, {', '.join(str(d) for d in summary['input'][1:])}); "
+          f"output: ({n}, classes) probabilities")
+    if "max_abs_diff" in summary:
+        print(f"max_abs_diff: {summary['max_abs_diff']:.3g}")
+    print(f"wrote: {summary['out']}")
+    return 0
+
+
+def _model_default(model_cfg: Any, key: str) -> int:
+    """A model kwarg from the config, else the variant's default (``X3D_VARIANTS``)."""
+    from ..models.x3d import X3D_VARIANTS
+    if key in model_cfg:
+        return int(model_cfg[key])
+    variant = X3D_VARIANTS.get(model_cfg.get("type", ""), {})
+    if key not in variant:
+        raise ExportError(f"model.{key} is not set and model type '{model_cfg.get('type')}' has no default")
+    return int(variant[key])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""MINDIR / ONNX export: scores equal to the checkpoint network's, dynamic batch, one-line errors.
+
+A reduced X3D-XS (widths x0.5, depth x0.5, 4 x 32 x 32 clips, 5 classes) with every weight and
+BN statistic randomised, so the probabilities are far from uniform and a wrong layer shows. The
+reference is the checkpoint loaded into a network built with the device's default conv
+formulation (the C++ ``custom`` kernel on CPU), not the formulation the exporter uses.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor, nn  # noqa: E402
+
+from src.engine.checkpoint import load_pretrained, save_checkpoint  # noqa: E402
+from src.models import build_model  # noqa: E402
+from src.tools import export as tool  # noqa: E402
+
+MODEL = {"type": "x3d_xs", "num_classes": 5, "num_frames": 4, "crop_size": 32, "width_factor": 0.5,
+         "depth_factor": 0.5, "head_dim": 16, "dropout_rate": 0.0}
+CLIP = (3, 4, 32, 32)
+
+
+def _randomise(net: nn.Cell, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        if "moving_variance" in p.name or "gamma" in p.name:
+            a = rng.uniform(0.5, 1.5, p.shape)
+        else:
+            a = rng.standard_normal(p.shape) * (0.3 if len(p.shape) > 1 else 0.1)
+        p.set_data(Tensor(a.astype(np.float32)))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(config path, checkpoint path, clips (3, ...), checkpoint scores for the clips)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    root = tmp_path_factory.mktemp("export")
+    net = build_model(dict(MODEL))
+    _randomise(net)
+    ckpt = str(root / "tiny.ckpt")
+    save_checkpoint(net, ckpt, epoch=1, global_step=1)
+    cfg = str(root / "tiny.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump({"context": {"device_target": "CPU", "seed": 0}, "model": MODEL,
+                        "infer": {"crop_size": 32}}, f)
+    ref = build_model(dict(MODEL))  # default formulation on this device, fresh weights
+    load_pretrained(ref, ckpt)
+    ref.set_train(False)
+    clips = np.random.default_rng(7).standard_normal((3,) + CLIP).astype(np.float32)
+    scores = ref(Tensor(clips)).asnumpy()
+    assert scores.shape == (3, 5) and scores.max() > 0.5  # far from uniform: a wrong layer would show
+    return cfg, ckpt, clips, scores
+
+
+def _run(tiny, out, *extra):
+    cfg, ckpt, _, _ = tiny
+    return tool.main(["--config", cfg, "--ckpt", ckpt, "--out", str(out), *extra])
+
+
+def test_mindir_dynamic_batch_matches_checkpoint(tiny, tmp_path, capsys):
+    out = tmp_path / "x3d.mindir"
+    assert _run(tiny, out, "--format", "MINDIR") == 0
+    assert "max_abs_diff" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["x3d.mindir"]  # no temporary left behind
+    graph = nn.GraphCell(ms.load(str(out)))
+    _, _, clips, scores = tiny
+    for n in (1, 3):
+        got = graph(Tensor(clips[:n])).asnumpy()
+        assert got.shape == (n, 5)
+        np.testing.assert_allclose(got, scores[:n], rtol=0, atol=1e-5)
+
+
+def test_onnx_dynamic_batch_matches_checkpoint(tiny, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "x3d.onnx"
+    assert _run(tiny, out, "--format", "onnx") == 0
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    _, _, clips, scores = tiny
+    for n in (1, 3):
+        got = session.run(None, {session.get_inputs()[0].name: clips[:n]})[0]
+        assert got.shape == (n, 5)
+        np.testing.assert_allclose(got, scores[:n], rtol=0, atol=1e-4)
+
+
+def test_fix_conv_pads_reorders_mindspore_pairs():
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+    stem_t = helper.make_node("Conv", ["x", "w"], ["y"], pads=[2, 2, 0, 0, 0, 0])  # MindSpore's order
+    sym = helper.make_node("Conv", ["y", "w2"], ["z"], pads=[1, 1, 1, 1, 1, 1])
+    graph = helper.make_graph([stem_t, sym], "g", [], [])
+    model = helper.make_model(graph)
+    assert tool.fix_conv_pads(model) == 1
+    assert list(model.graph.node[0].attribute[0].ints) == [2, 0, 0, 2, 0, 0]  # ONNX: begins, then ends
+    assert list(model.graph.node[1].attribute[0].ints) == [1] * 6
+
+
+def _reshape_model(shape_value, op="Reshape"):
+    from onnx import TensorProto, helper, numpy_helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [shape_value[0], 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    init = numpy_helper.from_array(np.array(shape_value, np.int64), "s")
+    node = helper.make_node(op, ["x", "s"], ["y"], name="n")
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], [init]), ir_version=7,
+                             opset_imports=[helper.make_opsetid("", 11)])  # as MindSpore writes
+
+
+def test_make_batch_dynamic_rewrites_batch_entry_and_refuses_others():
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    first, second = _reshape_model([2 * 4]), _reshape_model([3 * 4])  # reshape(n*c) with c = 4
+    assert tool.make_batch_dynamic(first, second, (2, 3)) == 1
+    session = ort.InferenceSession(first.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((5, 4), np.float32)})[0].shape == (20,)
+    with pytest.raises(tool.ExportError, match="cannot be made dynamic"):
+        tool.make_batch_dynamic(_reshape_model([2, 4], "Expand"), _reshape_model([3, 4], "Expand"), (2, 3))
+
+
+def test_unfaithful_file_is_not_written(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(tool.TOLERANCE, "MINDIR", -1.0)  # any difference (even 0) is too much
+    out = tmp_path / "x3d.mindir"
+    assert _run(tiny, out, "--format", "MINDIR", "--batch", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: MINDIR: scores differ") and "nothing written" in err and "\n" not in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_ckpt", "checkpoint not found"),
+    ("wrong_arch", "does not fit this model"),
+    ("bad_format", "expected MINDIR or ONNX"),
+    ("bad_batch", "positive integer or 'dynamic'"),
+    ("no_dir", "does not exist"),
+])
+def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
+    cfg, ckpt, _, _ = tiny
+    args = {"--config": cfg, "--ckpt": ckpt, "--out": str(tmp_path / "m.mindir"), "--format": "MINDIR"}
+    if case == "missing_ckpt":
+        args["--ckpt"] = str(tmp_path / "nope.ckpt")
+    elif case == "wrong_arch":
+        other = str(tmp_path / "wide.yaml")
+        with open(other, "w") as f:
+            yaml.safe_dump({"context": {"device_target": "CPU"}, "model": dict(MODEL, width_factor=1.0),
+                            "infer": {"crop_size": 32}}, f)
+        args["--config"] = other
+    elif case == "bad_format":
+        args["--format"] = "TFLITE"
+    elif case == "bad_batch":
+        args["--batch"] = "0"
+    elif case == "no_dir":
+        args["--out"] = str(tmp_path / "missing" / "m.mindir")
+    code = tool.main([s for kv in args.items() for s in kv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and expected in err and "\n" not in err
+    assert not os.path.exists(tmp_path / "m.mindir")
+
+
+def test_cli_process_exit_code_and_no_traceback(tiny, tmp_path):
+    cfg, _, _, _ = tiny
+    proc = subprocess.run([sys.executable, "-m", "src.tools.export", "--config", cfg, "--ckpt",
+                           str(tmp_path / "nope.ckpt"), "--format", "ONNX", "--out", str(tmp_path / "m.onnx")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert lines == [f"error: {tmp_path / 'nope.ckpt'}: checkpoint not found"]
+    assert "Traceback" not in proc.stderr
