@@ -1,6 +1,7 @@
 """MindSpore context set-up shared by every entry point: device choice, mode, seed."""
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Mapping, Optional
 
@@ -50,7 +51,6 @@ def init_context(ctx: Mapping[str, Any], device: Optional[str] = None) -> str:
 def set_cpu_threads(threads: int = 0) -> int:
     """Intra-op threads of MindSpore's CPU kernels (its default, 25, oversubscribes small machines).
     0 = the cores this process may use; under msrun the cores are split between local workers."""
-    import os
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none)
@@ -73,7 +73,6 @@ def init_distributed() -> tuple:
     """Join the process group when launched by ``msrun`` (or another launcher that sets the
     MindSpore cluster variables) and switch to data parallel with gradient averaging.
     Returns ``(rank, group_size)``; ``(0, 1)`` for a single process."""
-    import os
     workers = int(os.environ.get("MS_WORKER_NUM", os.environ.get("RANK_SIZE", "1")) or 1)
     if workers <= 1:
         return 0, 1

@@ -12,24 +12,28 @@ from .metrics import ViewAggregator, classification_metrics
 def predict_views(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str = "eval") -> ViewAggregator:
     """Eval-mode scores of every view of ``loader`` (columns video, label, video_idx, view_idx).
 
-    The last, smaller batch is padded to the full batch size so graph mode compiles one shape.
+    The last, smaller batch is padded (``run_fixed_batch``) so graph mode compiles one shape.
     """
     net.set_train(False)
     agg = ViewAggregator(loader.num_videos, loader.num_classes)
     batches = loader.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
     bar = _bar(loader.steps_per_epoch, desc) if progress else None
     for video, label, video_idx, _view in batches:
-        n = video.shape[0]
-        if n < loader.batch_size:
-            pad = np.repeat(video[-1:], loader.batch_size - n, axis=0)
-            video = np.concatenate([video, pad], axis=0)
-        scores = net(Tensor(video)).asnumpy()[:n]
-        agg.add(scores, video_idx, label)
+        agg.add(run_fixed_batch(net, video, loader.batch_size), video_idx, label)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return agg
+
+
+def run_fixed_batch(net, video: np.ndarray, batch_size: int) -> np.ndarray:
+    """Scores of up to ``batch_size`` clips, padded to exactly ``batch_size`` rows so a graph (or
+    a MINDIR with a fixed batch) sees one shape; eval-mode BN makes padded rows harmless."""
+    n = video.shape[0]
+    if n < batch_size:
+        video = np.concatenate([video, np.zeros((batch_size - n,) + video.shape[1:], video.dtype)])
+    return net(Tensor(np.ascontiguousarray(video, np.float32))).asnumpy()[:n]
 
 
 def evaluate(net: nn.Cell, loader: Any, *, class_names: Optional[Sequence[str]] = None,

@@ -14,12 +14,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import nn
 
 from ..data import (VideoDecodeError, VideoReader, build_transforms, eval_clip_indices,
                     infer_operations, load_label_map)
 from ..data.errors import DataError
 from ..data.sampling import clip_offsets, frame_step
+from .evaluate import run_fixed_batch
 
 KINETICS400_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                 "kinetics400_classes.txt")
@@ -163,15 +164,10 @@ class VideoPredictor:
         """(V, num_classes) probabilities of (V, 3, T, H, W) float32 views, in fixed-size batches."""
         out = []
         for i in range(0, len(views), self.batch_size):
-            chunk = views[i:i + self.batch_size]
-            n = len(chunk)
-            if n < self.batch_size:  # pad: BN is in eval mode, padded rows do not affect the others
-                pad = np.zeros((self.batch_size - n,) + chunk.shape[1:], np.float32)
-                chunk = np.concatenate([chunk, pad])
-            probs = self.net(Tensor(np.ascontiguousarray(chunk, np.float32))).asnumpy()
+            probs = run_fixed_batch(self.net, views[i:i + self.batch_size], self.batch_size)
             if probs.ndim != 2 or probs.shape[1] != self.num_classes:
                 raise PredictError(f"{self.weights}: model output shape {probs.shape}, expected (N, {self.num_classes})")
-            out.append(probs[:n])
+            out.append(probs)
         return np.concatenate(out).astype(np.float64)
 
     def _views(self, frames: np.ndarray) -> List[np.ndarray]:
