@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from src.engine.checkpoint import load_pretrained, read_checkpoint
     from src.engine.evaluate import predict_views
     from src.engine.metrics import classification_metrics
-    from src.models import build_model
+    from src.models import build_model, fold_batchnorm
 
     cfg = config_from_args(args)
     out = args.output or os.path.join(cfg.train.output_dir, "eval")
@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                            short_side=inf.short_side, crop_size=inf.crop_size, batch_size=inf.batch_size)
     net = build_model(cfg.model)
     load_pretrained(net, args.ckpt)
+    if inf.fold_bn:
+        fold_batchnorm(net)  # same scores, fewer ops (src/models/fold.py)
     _, meta = read_checkpoint(args.ckpt)
     names = list(loader.class_names)
     if meta.get("class_names") and list(meta["class_names"]) != names:

@@ -133,7 +133,7 @@ class VideoPredictor:
         self.batch_size = max(1, min(int(cfg.infer.batch_size), self.num_clips * self.num_crops))
         checkpoint_names: Optional[List[str]] = None
         if ckpt is not None:
-            from ..models import build_model
+            from ..models import build_model, fold_batchnorm
             from .checkpoint import CheckpointError, load_pretrained, read_checkpoint
 
             net = build_model(cfg.model)
@@ -143,6 +143,8 @@ class VideoPredictor:
             except CheckpointError as e:
                 raise PredictError(str(e)) from None
             net.set_train(False)
+            if cfg.infer.get("fold_bn", True):
+                fold_batchnorm(net)  # same scores, fewer ops
             self.weights = ckpt
         else:
             if not os.path.isfile(mindir):

@@ -1,5 +1,6 @@
 """Models and layers (importing this registers x3d_xs .. x3d_l in ``MODELS``)."""
 from .layers import ChannelwiseConv3d, SpatialConv3d, BatchNorm3d, set_default_impl  # noqa: F401
+from .fold import fold_batchnorm  # noqa: F401
 from .x3d import X3D, create_x3d, count_params, round_width  # noqa: F401
 
 from typing import Any

@@ -76,6 +76,7 @@ class X3DStem(nn.Cell):
         self.bn = BatchNorm3d(dim_out)
         self.relu = nn.ReLU()
         self.dims = (dim_in, dim_out, temporal_kernel)
+        self.conv_bn_pairs = (("conv_t", "bn"),)  # for fold_batchnorm
 
     def construct(self, x):
         return self.relu(self.bn(self.conv_t(self.conv_xy(x))))
@@ -134,6 +135,7 @@ class BottleneckBranch(nn.Cell):
         self.c_bn = BatchNorm3d(dim_out, zero_init=True)
         self.relu = nn.ReLU()
         self.dims = (dim_in, dim_inner, dim_out, spatial_stride, temporal_kernel)
+        self.conv_bn_pairs = (("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn"))
 
     def construct(self, x):
         x = self.relu(self.a_bn(self.a(x)))
@@ -169,6 +171,7 @@ class ResBlock(nn.Cell):
                                         se_ratio=se_ratio, conv_impl=conv_impl)
         self.relu = nn.ReLU()
         self.dims = (dim_in, dim_out, spatial_stride)
+        self.conv_bn_pairs = (("branch1", "branch1_bn"),) if self.has_branch1 else ()
 
     def construct(self, x):
         y = self.branch2(x)
@@ -231,6 +234,7 @@ class X3DHead(nn.Cell):
         self.pool_kernel = tuple(pool_kernel)
         self.softmax = activation == "softmax"
         self.dims = (dim_in, dim_inner, dim_out, num_classes)
+        self.conv_bn_pairs = (("conv_5", "conv_5_bn"),)
 
     def construct(self, x):
         x = self.relu(self.conv_5_bn(self.conv_5(x)))

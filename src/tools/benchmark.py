@@ -6,7 +6,9 @@
 Every configuration (side x model x {forward batch 1, forward batch 8, train step batch 4}) runs
 in its own subprocess so its peak RSS is its own; both sides use the same thread count (torch
 intra-op threads; MindSpore CPU kernel threads; OpenMP threads of our C++ kernels). Forward is
-eval mode; a train step is forward + cross-entropy + backward + SGD momentum update. Times are
+eval mode; on our side with BatchNorm folded into the convolutions, as ``eval.py``, ``infer.py``
+and the export run it (``forward_bn``: the same network unfolded, also measured and reported, not
+used in the ratios). A train step is forward + cross-entropy + backward + SGD momentum update. Times are
 medians per clip after warm-up; "compile" is the first call minus a steady call (graph compile
 on our side). Ratios are our clips/s divided by torch's clips/s (> 1: we are faster).
 """
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Optional
 FRAMES = {"x3d_xs": 4, "x3d_s": 13}
 CROP = 160
 CONFIGS = (("forward", 1), ("forward", 8), ("train", 4))
+OURS_ONLY = (("forward_bn", 1), ("forward_bn", 8))  # eval mode without BatchNorm folding
 
 
 def _median(xs: List[float]) -> float:
@@ -64,8 +67,11 @@ def _run_ms(model: str, kind: str, batch: int, threads: int, reps: int, budget: 
     net = create_x3d(**X3D_VARIANTS[model], num_classes=400)
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((batch, 3, FRAMES[model], CROP, CROP), dtype=np.float32))
-    if kind == "forward":
+    if kind in ("forward", "forward_bn"):
         net.set_train(False)
+        if kind == "forward":
+            from src.models import fold_batchnorm
+            fold_batchnorm(net)
         fwd = ms.jit(net.construct)
         res = _timed(lambda: fwd(x), lambda r: r.asnumpy(), reps, budget)
     else:
@@ -227,14 +233,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(header)
     for model in args.models:
         res: Dict[str, Any] = {"frames": FRAMES[model]}
-        for kind, batch in CONFIGS:
+        runs = [(kind, batch, side) for kind, batch in CONFIGS for side in sides]
+        runs += [(kind, batch, "mindspore") for kind, batch in OURS_ONLY]
+        for kind, batch, side in runs:
             key = f"{kind}_b{batch}"
-            for side in sides:
-                r = run_config(side, model, kind, batch, args.threads, args.reps, args.budget)
-                res.setdefault(side, {})[key] = r
-                if r:
-                    print(f"{model:8} {key:14} {side:10} {r['per_clip_ms']:9.1f} {r['compile_s']:9.1f} "
-                          f"{r['peak_rss_mb']:11.0f}", flush=True)
+            r = run_config(side, model, kind, batch, args.threads, args.reps, args.budget)
+            res.setdefault(side, {})[key] = r
+            if r:
+                print(f"{model:8} {key:14} {side:10} {r['per_clip_ms']:9.1f} {r['compile_s']:9.1f} "
+                      f"{r['peak_rss_mb']:11.0f}", flush=True)
         if "torch" in sides:
             for kind, batch in CONFIGS:
                 key = f"{kind}_b{batch}"
@@ -247,11 +254,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ours = sum(res["mindspore"][f"forward_b{b}"]["per_clip_ms"] for b in (1, 8))
                 theirs = sum(res["torch"][f"forward_b{b}"]["per_clip_ms"] for b in (1, 8))
                 res["forward_ratio"] = theirs / ours
+                if all(res["mindspore"].get(f"forward_bn_b{b}") for b in (1, 8)):
+                    unfolded = sum(res["mindspore"][f"forward_bn_b{b}"]["per_clip_ms"] for b in (1, 8))
+                    res["forward_ratio_bn_unfolded"] = theirs / unfolded
             if res.get("ratio_train_b4"):
                 res["train_ratio"] = res["ratio_train_b4"]
             print(f"{model}: forward_ratio {res.get('forward_ratio', float('nan')):.2f} "
                   f"(b1 {fw[0] or float('nan'):.2f}, b8 {fw[1] or float('nan'):.2f}), "
-                  f"train_ratio {res.get('train_ratio', float('nan')):.2f}", flush=True)
+                  f"train_ratio {res.get('train_ratio', float('nan')):.2f}; forward without BN folding "
+                  f"{res.get('forward_ratio_bn_unfolded', float('nan')):.2f}", flush=True)
         out["models"][model] = res
     if args.json:
         with open(args.json, "w") as f:

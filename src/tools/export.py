@@ -3,7 +3,8 @@
     python -m src.tools.export --config src/config/x3d_xs.yaml --ckpt best.ckpt \\
         --format MINDIR|ONNX --out x3d_xs.mindir [--batch N|dynamic] [--frames T] [--crop S]
 
-What is exported: the eval-mode network (``set_train(False)``), input float32 (N, 3, T, S, S),
+What is exported: the eval-mode network (``set_train(False)``) with every BatchNorm folded into the
+convolution before it (``--no-fold-bn`` keeps them), input float32 (N, 3, T, S, S),
 output (N, classes) softmax probabilities averaged over the head's positions (SlowFast testing).
 T defaults to the model's ``num_frames`` and S to ``infer.crop_size`` (the test crop). The batch
 dimension is dynamic unless ``--batch N`` fixes it.
@@ -274,8 +275,10 @@ def run_onnx(path: str, clip: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- driver
 def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
-           crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0) -> Dict[str, Any]:
-    """Export, verify against the checkpoint network, then publish ``out`` atomically."""
+           crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0,
+           fold_bn: bool = True) -> Dict[str, Any]:
+    """Export (BatchNorm folded into the convolutions unless ``fold_bn`` is False), verify
+    against the unfolded checkpoint network, then publish ``out`` atomically."""
     if not os.path.isfile(ckpt):
         raise ExportError(f"{ckpt}: checkpoint not found")
     impl = conv_impl or DEFAULT_IMPL[fmt]
@@ -283,6 +286,11 @@ def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int
         raise ExportError("--conv-impl custom is an AOT ops.Custom kernel that other runtimes cannot load; "
                           "use fold or native")
     net = build_for_export(model_cfg, ckpt, impl)
+    reference = net
+    if fold_bn:
+        from ..models import fold_batchnorm
+        reference = build_for_export(model_cfg, ckpt, impl) if verify else None
+        fold_batchnorm(net)
     if fmt == "ONNX":
         check_onnx_head(net, frames, crop)
     in_ch = int(getattr(net, "in_channels", 3))
@@ -290,7 +298,7 @@ def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=f".tmp{EXTENSION[fmt]}",
                                dir=os.path.dirname(out))
     os.close(fd)
-    summary: Dict[str, Any] = {"format": fmt, "conv_impl": impl, "input": shape, "out": out}
+    summary: Dict[str, Any] = {"format": fmt, "conv_impl": impl, "bn_folded": fold_bn, "input": shape, "out": out}
     try:
         try:
             if fmt == "MINDIR":
@@ -304,7 +312,7 @@ def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int
             sizes = (1, 3) if batch is None else (batch,)
             rng = np.random.default_rng(seed)
             clip = rng.standard_normal((max(sizes),) + shape[1:]).astype(np.float32)
-            expected = reference_scores(net, clip)
+            expected = reference_scores(reference, clip)
             runner = run_mindir if fmt == "MINDIR" else run_onnx
             diff = 0.0
             for n in sizes:
@@ -336,6 +344,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--conv-impl", choices=("fold", "native"), default=None,
                         help="channelwise conv formulation (default: fold for MINDIR, native for ONNX)")
     parser.add_argument("--device", default="CPU", help="device used for the export (default CPU)")
+    parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                        help="keep BatchNorm as separate ops (default: folded into the convolutions)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the comparison of the written file with the checkpoint")
     add_config_args(parser)
@@ -352,13 +362,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if frames < 1 or crop < 32:
             raise ExportError(f"clip {frames} frames x {crop} crop: need >= 1 frame and crop >= 32")
         summary = export(cfg.model, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
-                         conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)))
+                         conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)),
+                         fold_bn=args.fold_bn)
     except (ExportError, ConfigError, KeyError, ValueError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
         return 2
     n = "N" if batch is None else str(batch)
-    print(f"format: {fmt} (channelwise conv: {summary['conv_impl']})")
+    folded = ", BatchNorm folded" if summary["bn_folded"] else ""
+    print(f"format: {fmt} (channelwise conv: {summary['conv_impl']}{folded})")
     print(f"input: float32 ({n}, {', '.join(str(d) for d in summary['input'][1:])}); "
           f"output: ({n}, classes) probabilities")
     if "max_abs_diff" in summary:

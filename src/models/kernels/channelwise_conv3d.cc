@@ -1,6 +1,7 @@
 // Channelwise (depthwise) 3D convolution for MindSpore ops.Custom(func_type="aot") on CPU.
 //
-// Layout NCTHW, weight (C, 1, kT, kH, kW), no bias; any kernel size, stride and zero padding.
+// Layout NCTHW, weight (C, 1, kT, kH, kW), optional bias (C) (BatchNorm folded in for inference);
+// any kernel size, stride and zero padding.
 // Geometry arrives in a 6-element int64 tensor: stride (t, h, w), then padding (t, h, w).
 //
 // Each (n, c) plane is copied into a zero-padded buffer split into stride "phases"
@@ -10,45 +11,21 @@
 // the convolution into kT*kH*kW long, contiguous, SIMD-friendly multiply-adds per frame.
 //
 //   X3dCwForward(x, w, cfg) -> y
+//   X3dCwForwardBias(x, w, b, cfg) -> y         + b[c] in the same pass (a folded BatchNorm)
 //   X3dCwBackward(x, w, cfg, dy) -> (dx, dw)    dx as a gather over phases, dw as dot products
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <vector>
+
+#include "common.h"
 
 namespace {
 
-// Worker threads: X3D_KERNEL_THREADS, else OMP_NUM_THREADS, else all cores. Plain std::threads
-// that exit when the call ends: OpenMP teams keep spinning after a region and would steal the
-// cores from MindSpore's own kernel threads on a small machine.
-int num_threads() {
-  static const int n = [] {
-    for (const char *name : {"X3D_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
-      const char *v = std::getenv(name);
-      if (v && std::atoi(v) > 0) return std::atoi(v);
-    }
-    const unsigned hc = std::thread::hardware_concurrency();
-    return hc > 0 ? static_cast<int>(hc) : 1;
-  }();
-  return n;
-}
-
-// fn(begin, end) over contiguous chunks of [0, n), one chunk per thread
-template <class F>
-void parallel_for(int64_t n, F fn) {
-  const int64_t nt = std::min<int64_t>(num_threads(), n);
-  if (nt <= 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(fn, t * n / nt, (t + 1) * n / nt);
-  fn(int64_t{0}, n / nt);
-  for (auto &th : pool) th.join();
-}
+using x3d::parallel_for;
+using x3d::v8;
 
 struct Plan {
   int64_t N, C, T, H, W, kT, kH, kW, sT, sH, sW, pT, pH, pW, To, Ho, Wo;
@@ -60,16 +37,15 @@ struct Plan {
 
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// 8 floats, unaligned loads/stores allowed (GCC vector extension; AVX2 or AVX-512 with -march=native)
-typedef float v8 __attribute__((vector_size(32), aligned(4)));
 constexpr int64_t kBlock = 64;  // outputs per register block: 8 independent accumulators
 constexpr int64_t kSlack = 2 * kBlock;
 
-// out[i] = sum_k wt[k] * base[i + off[k]] for i < L (computed up to L rounded up to kBlock)
+// out[i] = init + sum_k wt[k] * base[i + off[k]] for i < L (computed up to L rounded up to kBlock)
 void shifted_sum(const float *base, const int64_t *off, const float *wt, int64_t ntaps, int64_t L,
-                 float *out) {
+                 float *out, float init = 0.0f) {
+  const v8 i0 = v8{} + init;
   for (int64_t i = 0; i < L; i += kBlock) {
-    v8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
+    v8 a0 = i0, a1 = i0, a2 = i0, a3 = i0, a4 = i0, a5 = i0, a6 = i0, a7 = i0;
     for (int64_t k = 0; k < ntaps; ++k) {
       const v8 w = v8{} + wt[k];
       const v8 *p = reinterpret_cast<const v8 *>(base + off[k] + i);
@@ -93,11 +69,7 @@ void dot_group(const float *d, int64_t Ld, const float *x, int64_t Lx, const int
       for (int j = 0; j < G; ++j) a[j] += dv * *reinterpret_cast<const v8 *>(xt + off[j] + i);
     }
   }
-  for (int j = 0; j < G; ++j) {
-    double s = 0.0;
-    for (int l = 0; l < 8; ++l) s += a[j][l];
-    acc[j] += s;
-  }
+  for (int j = 0; j < G; ++j) acc[j] += x3d::hsum(a[j]);
 }
 
 void dot_taps(const float *d, int64_t Ld, const float *x, int64_t Lx, const int64_t *off,
@@ -205,25 +177,26 @@ void to_phases(const Plan &g, const float *src, float *xb) {
   }
 }
 
-void forward_plane(const Plan &g, const float *xb, const float *wc, float *ob, float *y) {
+void forward_plane(const Plan &g, const float *xb, const float *wc, float bias, float *ob, float *y) {
   const int64_t taps = g.kT * g.kH * g.kW, L = g.Ho * g.Wq;
   const int64_t *off = g.off.data();
   for (int64_t to = 0; to < g.To; ++to) {
     const float *base = xb + to * g.Hq * g.Wq;
-    shifted_sum(base, off, wc, taps, L, ob);
+    shifted_sum(base, off, wc, taps, L, ob, bias);
     for (int64_t ho = 0; ho < g.Ho; ++ho)
       std::memcpy(y + (to * g.Ho + ho) * g.Wo, ob + ho * g.Wq, sizeof(float) * g.Wo);
   }
 }
 
-void forward(const Plan &g, const float *x, const float *w, float *y) {
+void forward(const Plan &g, const float *x, const float *w, const float *b, float *y) {
   const int64_t plane_in = g.T * g.H * g.W, plane_out = g.To * g.Ho * g.Wo;
   const int64_t taps = g.kT * g.kH * g.kW;
-  parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
+  parallel_for(g.N * g.C, [&](int64_t begin, int64_t end, int) {
     std::vector<float> xb(g.xb_size), ob(g.Ho * g.Wq + kSlack);
     for (int64_t nc = begin; nc < end; ++nc) {
       to_phases(g, x + nc * plane_in, xb.data());
-      forward_plane(g, xb.data(), w + (nc % g.C) * taps, ob.data(), y + nc * plane_out);
+      const int64_t c = nc % g.C;
+      forward_plane(g, xb.data(), w + c * taps, b ? b[c] : 0.0f, ob.data(), y + nc * plane_out);
     }
   });
 }
@@ -236,7 +209,7 @@ void backward(const Plan &g, const float *x, const float *w, const float *dy, fl
   // taps grouped by phase, for the dx gather
   std::vector<std::vector<int64_t>> by_phase(g.nphase);
   for (int64_t k = 0; k < taps; ++k) by_phase[g.phase[k]].push_back(k);
-  parallel_for(g.C, [&](int64_t begin, int64_t end) {
+  parallel_for(g.C, [&](int64_t begin, int64_t end, int) {
     std::vector<float> xb(g.xb_size), gb(g.g_size), db(g.To * LwP + kSlack), dxb(g.nphase * g.Tq * Ld + kSlack);
     std::vector<double> acc(taps);
     std::vector<float> wsel(taps);
@@ -305,8 +278,28 @@ extern "C" int X3dCwForward(int nparam, void **params, int *ndims, int64_t **sha
                             const char **dtypes, void *stream, void *extra) {
   Plan g;
   if (nparam != 4 || !make_plan(ndims, shapes, dtypes, params, &g)) return 1;
-  forward(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+  forward(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr,
           static_cast<float *>(params[3]));
+  return 0;
+}
+
+extern "C" int X3dCwForwardBias(int nparam, void **params, int *ndims, int64_t **shapes,
+                                const char **dtypes, void *stream, void *extra) {
+  if (nparam != 5) return 1;
+  // the plan reads (x, w, cfg, y): drop the bias from the argument lists
+  void *p4[4] = {params[0], params[1], params[3], params[4]};
+  int n4[4] = {ndims[0], ndims[1], ndims[3], ndims[4]};
+  int64_t *s4[4] = {shapes[0], shapes[1], shapes[3], shapes[4]};
+  const char *d4[4] = {dtypes[0], dtypes[1], dtypes[3], dtypes[4]};
+  Plan g;
+  if (!make_plan(n4, s4, d4, p4, &g)) return 1;
+  if (ndims[2] != 1 || shapes[2][0] != g.C || std::strcmp(dtypes[2], "float32") != 0) {
+    std::fprintf(stderr, "x3d channelwise kernel: bias must be float32 (%lld), got %s with %d dims\n",
+                 static_cast<long long>(g.C), dtypes[2], ndims[2]);
+    return 1;
+  }
+  forward(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+          static_cast<const float *>(params[2]), static_cast<float *>(params[4]));
   return 0;
 }
 
