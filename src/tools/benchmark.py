@@ -2,6 +2,7 @@
 
     python -m src.tools.benchmark [--json OUT] [--models x3d_xs x3d_s] [--threads 2]
     python -m src.tools.benchmark --layers [--baseline]   # per-layer profile of X3D-XS instead
+    python -m src.tools.benchmark --ops [--batch 1]       # op-type profile, BN unfolded vs folded
 
 Every configuration (side x model x {forward batch 1, forward batch 8, train step batch 4}) runs
 in its own subprocess so its peak RSS is its own; both sides use the same thread count (torch
@@ -208,19 +209,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--budget", type=float, default=20.0, help="seconds of timing per configuration")
     p.add_argument("--no-torch", action="store_true", help="skip the torch side")
     p.add_argument("--layers", action="store_true", help="per-layer profile of X3D-XS instead")
+    p.add_argument("--ops", action="store_true",
+                   help="op-type profile (MindSpore profiler) of the X3D-XS eval forward, unfolded vs folded BN")
     p.add_argument("--baseline", action="store_true",
                    help="with --layers: profile the earlier formulation (channelwise fold, stem im2col)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--side", choices=("mindspore", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
-    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help="with --ops: the batch size (default 1)")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.worker:
         _worker(args)
         return 0
+    if args.ops:
+        from .layer_profile import op_main
+        return op_main(threads=args.threads, batch=args.batch or 1, json_out=args.json)
     if args.layers:
         from .layer_profile import main as layer_main
         return layer_main(threads=args.threads, json_out=args.json, baseline=args.baseline)

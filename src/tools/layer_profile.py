@@ -133,3 +133,84 @@ def main(threads: int = 2, json_out: Optional[str] = None, baseline: bool = Fals
         with open(json_out, "w") as f:
             json.dump({"threads": threads, "baseline": baseline, "layers": groups}, f, indent=2)
     return 0
+
+
+# ----------------------------------------------------------------------------------- whole network
+def op_profile(threads: int = 2, batch: int = 1, fold: bool = False, steps: int = 10) -> Dict[str, Any]:
+    """MindSpore profiler over ``steps`` eval-mode forwards of the whole X3D-XS at ``batch``:
+    {"ops": {op type: [count per forward, ms per forward]}, "wall_ms": median wall time per forward}.
+
+    ``fold``: BatchNorm folded into the convolutions (what eval.py / infer.py run).
+    """
+    import csv
+    import glob
+    import tempfile
+    import mindspore as ms
+    from mindspore import Profiler, Tensor
+    from src.models import create_x3d, fold_batchnorm
+    from src.models.x3d import X3D_VARIANTS
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    ms.device_context.cpu.op_tuning.threads_num(threads)
+    net = create_x3d(**X3D_VARIANTS["x3d_xs"], num_classes=400)
+    net.set_train(False)
+    if fold:
+        fold_batchnorm(net)
+    fwd = ms.jit(net.construct)
+    x = Tensor(np.random.default_rng(0).standard_normal((batch, 3, FRAMES, CROP, CROP), dtype=np.float32))
+    wall = _median_ms(lambda: fwd(x).asnumpy(), reps=steps)
+    with tempfile.TemporaryDirectory() as out:
+        prof = Profiler(output_path=out)
+        for _ in range(steps):
+            fwd(x).asnumpy()
+        prof.analyse()
+        files = glob.glob(f"{out}/**/cpu_op_type_info_0.csv", recursive=True)
+        if not files:
+            raise RuntimeError("the MindSpore profiler wrote no cpu_op_type_info_0.csv")
+        with open(files[0]) as f:
+            rows = list(csv.DictReader(f))
+    ops = {r["op_type"]: [int(r["execution_frequency(per-step)"]), float(r["total_compute_time"]) / steps]
+           for r in rows}
+    return {"ops": dict(sorted(ops.items(), key=lambda kv: -kv[1][1])), "wall_ms": wall}
+
+
+def op_main(threads: int = 2, batch: int = 1, json_out: Optional[str] = None) -> int:
+    """Op-type profile of the eval forward without and with BatchNorm folding (one subprocess each)."""
+    import subprocess
+    import sys
+    res = {}
+    for fold in (False, True):
+        cmd = [sys.executable, "-m", "src.tools.layer_profile", "--threads", str(threads), "--batch", str(batch)]
+        proc = subprocess.run(cmd + (["--fold"] if fold else []), capture_output=True, text=True,
+                              env={**__import__("os").environ, "GLOG_v": "3", "OMP_NUM_THREADS": str(threads)})
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("OPS_RESULT ")]
+        if not line:
+            print((proc.stderr or proc.stdout).strip()[-2000:])
+            return 1
+        res["folded" if fold else "unfolded"] = json.loads(line[-1][len("OPS_RESULT "):])
+    print(f"X3D-XS eval forward, batch {batch}, {threads} threads: op time per forward (ms), MindSpore profiler")
+    print(f"{'op type':22} {'unfolded: n':>11} {'ms':>7} {'folded: n':>10} {'ms':>7}")
+    kinds = list(dict.fromkeys(list(res["unfolded"]["ops"]) + list(res["folded"]["ops"])))
+    for k in kinds:
+        u = res["unfolded"]["ops"].get(k, [0, 0.0])
+        f = res["folded"]["ops"].get(k, [0, 0.0])
+        print(f"{k:22} {u[0]:11d} {u[1]:7.2f} {f[0]:10d} {f[1]:7.2f}")
+    for name in ("unfolded", "folded"):
+        ops = res[name]["ops"].values()
+        print(f"{name}: {sum(n for n, _ in ops)} ops, {sum(t for _, t in ops):.1f} ms in ops, "
+              f"{res[name]['wall_ms']:.1f} ms wall per forward")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"threads": threads, "batch": batch, **res}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(description="op-type profile worker (see python -m src.tools.benchmark --ops)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--fold", action="store_true")
+    a = p.parse_args()
+    print("OPS_RESULT " + json.dumps(op_profile(a.threads, a.batch, a.fold)), flush=True)
