@@ -19,6 +19,12 @@ def setup(tmp_path_factory):
         "infer": {"num_clips": 2, "num_crops": 3, "short_side": 32, "crop_size": 32, "batch_size": 4}})
     ms.set_device("CPU")
     net = build_model(load_config(cfg).model)
+    rng = np.random.default_rng(0)  # non-trivial BN statistics, so folding them changes the weights
+    for name, p in net.parameters_and_names():
+        if name.endswith(("moving_mean", "beta")):
+            p.set_data(ms.Tensor(rng.normal(0.0, 0.3, p.shape).astype(np.float32)))
+        elif name.endswith(("moving_variance", "gamma")):
+            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
     ckpt = str(root / "model.ckpt")
     ms.save_checkpoint(net, ckpt)
     return root, cfg, ckpt
@@ -41,6 +47,21 @@ def test_eval_writes_metrics_json_and_confusion_png(setup):
         assert len(probs) == 3 and probs == sorted(probs, reverse=True)
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)   # averaged softmax, not re-softmaxed
     assert (out / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_eval_scores_are_the_same_with_and_without_batchnorm_folding(setup):
+    root, cfg, ckpt = setup
+    probs = {}
+    for fold in ("true", "false"):
+        out = root / f"eval_fold_{fold}"
+        r = run_py(["eval.py", "--config", cfg, "--ckpt", ckpt, "--output", str(out), "--no-progress",
+                    f"infer.fold_bn={fold}"])
+        assert r.returncode == 0, r.stderr[-3000:]
+        res = json.load(open(out / "eval_results.json"))
+        probs[fold] = {(v["video"], t["label"]): t["prob"] for v in res["videos"] for t in v["top5"]}
+    assert probs["true"].keys() == probs["false"].keys() and len(probs["true"]) == 18
+    for key, p in probs["false"].items():
+        assert probs["true"][key] == pytest.approx(p, abs=1e-5)
 
 
 def test_eval_errors_are_one_line(setup):
