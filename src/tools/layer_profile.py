@@ -74,15 +74,14 @@ def _layers() -> List[Tuple[str, Any, Tuple[int, ...], int]]:
 def profile(threads: int = 2, baseline: bool = False) -> Dict[str, Dict[str, float]]:
     """{group: {"forward_ms": .., "train_ms": .., "count": ..}} summed over occurrences.
 
-    ``baseline``: the earlier CPU formulation (channelwise ``fold``, stem ``im2col``,
-    MindSpore's BatchNorm).
+    ``baseline``: the earlier CPU formulation (channelwise ``fold``, stem ``im2col``).
     """
     import mindspore as ms
     from mindspore import Tensor, nn
     from src.models.layers import set_default_impl
 
     if baseline:
-        set_default_impl(channelwise="fold", spatial="im2col", batchnorm="native")
+        set_default_impl(channelwise="fold", spatial="im2col")
 
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
