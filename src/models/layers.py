@@ -27,7 +27,6 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, initializer
-from mindspore.ops import signature as sig
 
 from . import kernels
 
@@ -36,9 +35,8 @@ IntOr3 = Union[int, Sequence[int]]
 
 CHANNELWISE_IMPLS = ("native", "fold", "custom")
 SPATIAL_IMPLS = ("native", "im2col")
-BATCHNORM_IMPLS = ("native", "custom")
-_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "batchnorm": BATCHNORM_IMPLS}
-_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "batchnorm": "auto"}
+_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS}
+_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto"}
 
 
 def _triple(v: IntOr3) -> Triple:
@@ -58,10 +56,9 @@ def device_target() -> str:
         return "CPU"
 
 
-def set_default_impl(channelwise: Optional[str] = None, spatial: Optional[str] = None,
-                     batchnorm: Optional[str] = None) -> None:
+def set_default_impl(channelwise: Optional[str] = None, spatial: Optional[str] = None) -> None:
     """Override the ``auto`` choice for layers built from now on ('auto' restores it)."""
-    for kind, impl in (("channelwise", channelwise), ("spatial", spatial), ("batchnorm", batchnorm)):
+    for kind, impl in (("channelwise", channelwise), ("spatial", spatial)):
         if impl is not None:
             _check_impl(impl, _KNOWN_IMPLS[kind], kind)
             _DEFAULT_IMPL[kind] = impl
@@ -81,13 +78,10 @@ def resolve_impl(impl: str, kind: str) -> str:
         on_cpu = device_target() == "CPU"
         if kind == "channelwise":
             impl = ("custom" if kernels.library_path("channelwise") else "fold") if on_cpu else "native"
-        elif kind == "batchnorm":
-            impl = "custom" if on_cpu and kernels.library_path("batchnorm") else "native"
         else:
             impl = "native"  # measured on CPU (2 threads): Conv3D 12 ms vs im2col 166 ms forward
-    if impl == "custom" and kernels.library_path(kind) is None:
-        # no compiler / build failed: kernels.library_path logged one warning
-        impl = "fold" if kind == "channelwise" else "native"
+    if impl == "custom" and kernels.library_path("channelwise") is None:
+        impl = "fold"  # no compiler / build failed: kernels.library_path logged one warning
     return impl
 
 
@@ -100,61 +94,18 @@ class BatchNorm3d(nn.BatchNorm2d):
     """BatchNorm over (N, C, T, H, W) with reference defaults (eps 1e-5, torch momentum 0.1).
 
     A subclass rather than ``nn.BatchNorm3d`` so parameter names stay flat
-    (``bn.gamma``, not ``bn.bn2d.gamma``). ``impl``: ``native`` is MindSpore's BatchNorm;
-    ``custom`` (the CPU default when the C++ kernels build) runs training-mode batch statistics,
-    normalisation and the backward as C++ kernels (``kernels/batchnorm.cc``; MindSpore's
-    BatchNormGrad took about a fifth of an X3D-XS train step on CPU) and updates the moving
-    statistics as MindSpore does (unbiased variance, ``new = (1 - m) * old + m * batch``).
-    Eval mode always uses the native op (or is folded away, ``fold_batchnorm``).
+    (``bn.gamma``, not ``bn.bn2d.gamma``).
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.9,
-                 zero_init: bool = False, impl: str = "auto") -> None:
+                 zero_init: bool = False) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum,
                          gamma_init="zeros" if zero_init else "ones")
-        self.impl = resolve_impl(impl, "batchnorm")
-        if self.impl == "custom":
-            self.bn_train = _custom_batchnorm()
-            # eps, and the torch-convention factor of the batch statistics (nn.BatchNorm2d keeps 1 - momentum)
-            self.bn_cfg = Tensor(np.array([eps, self.momentum], np.float32))
 
     def construct(self, x):
-        if self.training and self.impl == "custom":
-            # updates moving_mean / moving_variance in place, like MindSpore's own BatchNorm
-            return self.bn_train(x, self.gamma, self.beta, self.bn_cfg, self.moving_mean, self.moving_variance)[0]
         n, c, t, h, w = x.shape
         y = super().construct(x.reshape(n, c, t * h, w))
         return y.reshape(n, c, t, h, w)
-
-
-class _InPlaceStatsCustom(ops.Custom):
-    """``ops.Custom`` whose last two inputs (the moving statistics) are written in place.
-
-    The RW_WRITE signature plus ``side_effect_mem`` is how MindSpore's own BatchNorm declares its
-    moving-statistics update, so graph mode orders it; an ``ops.assign`` after the op instead
-    doubled the op's forward+backward time inside ``value_and_grad``.
-    """
-    __mindspore_signature__ = (
-        sig.make_sig("x"), sig.make_sig("gamma"), sig.make_sig("beta"), sig.make_sig("cfg"),
-        sig.make_sig("moving_mean", sig.sig_rw.RW_WRITE), sig.make_sig("moving_variance", sig.sig_rw.RW_WRITE))
-
-
-def _custom_batchnorm() -> ops.Custom:
-    """Training-mode BatchNorm: (y, batch mean, biased batch var), moving statistics updated in
-    place (unbiased variance, as MindSpore and torch do); the C++ backward as bprop."""
-    lib = kernels.library_path("batchnorm")
-    backward = ops.Custom(f"{lib}:X3dBnBackward",
-                          out_shape=lambda xs, gs, _m, _v, _d, _c: (xs, gs, gs),
-                          out_dtype=lambda xt, gt, _m, _v, _d, _c: (xt, gt, gt), func_type="aot")
-
-    def bprop(x, gamma, beta, cfg, moving_mean, moving_var, out, dout):
-        dx, dgamma, dbeta = backward(x, gamma, out[1], out[2], dout[0], cfg)
-        return dx, dgamma, dbeta, ops.zeros_like(cfg), ops.zeros_like(moving_mean), ops.zeros_like(moving_var)
-
-    op = _InPlaceStatsCustom(f"{lib}:X3dBnForwardUpdate", out_shape=lambda xs, gs, *_rest: (xs, gs, gs),
-                             out_dtype=lambda xt, gt, *_rest: (xt, gt, gt), func_type="aot", bprop=bprop)
-    op.add_prim_attr("side_effect_mem", True)
-    return op
 
 
 class Swish(nn.Cell):
