@@ -9,7 +9,8 @@ in its own subprocess so its peak RSS is its own; both sides use the same thread
 intra-op threads; MindSpore CPU kernel threads; OpenMP threads of our C++ kernels). Forward is
 eval mode; on our side with BatchNorm folded into the convolutions, as ``eval.py``, ``infer.py``
 and the export run it (``forward_bn``: the same network unfolded, also measured and reported, not
-used in the ratios). A train step is forward + cross-entropy + backward + SGD momentum update. Times are
+used in the ratios). A train step is forward + cross-entropy + backward + SGD momentum update (our
+side: ``TrainStep``, the cell train.py runs). Times are
 medians per clip after warm-up; "compile" is the first call minus a steady call (graph compile
 on our side). Ratios are our clips/s divided by torch's clips/s (> 1: we are faster).
 """
@@ -62,7 +63,8 @@ def _run_ms(model: str, kind: str, batch: int, threads: int, reps: int, budget: 
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
     ms.device_context.cpu.op_tuning.threads_num(threads)
-    from src.models import create_x3d
+    from src.engine.trainer import TrainStep  # the cell train.py runs
+    from src.models import create_x3d, fold_batchnorm
     from src.models.x3d import X3D_VARIANTS
 
     net = create_x3d(**X3D_VARIANTS[model], num_classes=400)
@@ -71,27 +73,14 @@ def _run_ms(model: str, kind: str, batch: int, threads: int, reps: int, budget: 
     if kind in ("forward", "forward_bn"):
         net.set_train(False)
         if kind == "forward":
-            from src.models import fold_batchnorm
             fold_batchnorm(net)
         fwd = ms.jit(net.construct)
         res = _timed(lambda: fwd(x), lambda r: r.asnumpy(), reps, budget)
     else:
         net.set_train(True)
         y = Tensor(rng.integers(0, 400, batch).astype(np.int32))
-        loss_fn = nn.CrossEntropyLoss()
         opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
-
-        def forward(inp, lab):
-            return loss_fn(net(inp), lab)
-
-        grad_fn = ms.value_and_grad(forward, None, opt.parameters)
-
-        @ms.jit
-        def step(inp, lab):
-            loss, grads = grad_fn(inp, lab)
-            opt(grads)
-            return loss
-
+        step = TrainStep(net, nn.CrossEntropyLoss(), opt)
         res = _timed(lambda: step(x, y), lambda r: r.asnumpy(), reps, budget)
     from src.models.layers import ChannelwiseConv3d
     impls = sorted({c.impl for _, c in net.cells_and_names() if isinstance(c, ChannelwiseConv3d)})

@@ -7,6 +7,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from src.config import CONFIG_DIR, load_config
+from src.engine.trainer import TrainStep
 from src.models import build_model, count_params
 
 ms.set_device("CPU")
@@ -114,19 +115,8 @@ def test_graph_mode_training_step_lowers_the_loss_on_a_repeated_batch():
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((4, 3, 4, 32, 32)).astype(np.float32))
     y = Tensor(np.array([0, 1, 2, 3], np.int32))
-    loss_fn = nn.CrossEntropyLoss()
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.05, momentum=0.9)
-
-    def forward(x, y):
-        return loss_fn(net(x), y)
-
-    grad_fn = ms.value_and_grad(forward, None, opt.parameters)
-
-    @ms.jit
-    def step(x, y):
-        loss, g = grad_fn(x, y)
-        opt(g)
-        return loss
+    step = TrainStep(net, nn.CrossEntropyLoss(), opt)  # the cell train.py runs
 
     net.set_train(True)
     losses = [float(step(x, y).asnumpy()) for _ in range(12)]
