@@ -115,11 +115,6 @@ class Swish(nn.Cell):
         return x * ops.sigmoid(x)
 
 
-def pointwise_conv(dim_in: int, dim_out: int, *, stride: IntOr3 = 1, has_bias: bool = False) -> "PointwiseConv3d":
-    """1x1x1 convolution, Kaiming fan_out (the reference init)."""
-    return PointwiseConv3d(dim_in, dim_out, stride=stride, has_bias=has_bias)
-
-
 class PointwiseConv3d(nn.Cell):
     """1x1x1 Conv3d, weight (C_out, C_in, 1, 1, 1), optional bias (C_out,): Conv3D (+ BiasAdd).
 

@@ -33,7 +33,7 @@ from mindspore.common.initializer import Normal, initializer
 
 from ..registry import MODELS
 from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
-                     ceil_div, global_avg_pool, pointwise_conv)
+                     ceil_div, global_avg_pool, PointwiseConv3d)
 
 Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
 
@@ -101,8 +101,8 @@ class SqueezeExcitation(nn.Cell):
 
     def __init__(self, *, dim: int, dim_fc: int) -> None:
         super().__init__()
-        self.fc1 = pointwise_conv(dim, dim_fc, has_bias=True)
-        self.fc2 = pointwise_conv(dim_fc, dim, has_bias=True)
+        self.fc1 = PointwiseConv3d(dim, dim_fc, has_bias=True)
+        self.fc2 = PointwiseConv3d(dim_fc, dim, has_bias=True)
         self.relu = nn.ReLU()
         self.dims = (dim, dim_fc)
 
@@ -122,7 +122,7 @@ class BottleneckBranch(nn.Cell):
     def __init__(self, *, dim_in: int, dim_inner: int, dim_out: int, spatial_stride: int,
                  temporal_kernel: int, se_ratio: float, conv_impl: str) -> None:
         super().__init__()
-        self.a = pointwise_conv(dim_in, dim_inner)
+        self.a = PointwiseConv3d(dim_in, dim_inner)
         self.a_bn = BatchNorm3d(dim_inner)
         self.b = ChannelwiseConv3d(dim_inner, (temporal_kernel, 3, 3), stride=(1, spatial_stride, spatial_stride),
                                    padding=(temporal_kernel // 2, 1, 1), impl=conv_impl)
@@ -131,7 +131,7 @@ class BottleneckBranch(nn.Cell):
         if self.use_se:
             self.se = SqueezeExcitation(dim=dim_inner, dim_fc=round_width(dim_inner, se_ratio))
         self.swish = Swish()
-        self.c = pointwise_conv(dim_inner, dim_out)
+        self.c = PointwiseConv3d(dim_inner, dim_out)
         self.c_bn = BatchNorm3d(dim_out, zero_init=True)
         self.relu = nn.ReLU()
         self.dims = (dim_in, dim_inner, dim_out, spatial_stride, temporal_kernel)
@@ -164,7 +164,7 @@ class ResBlock(nn.Cell):
         super().__init__()
         self.has_branch1 = dim_in != dim_out or spatial_stride != 1
         if self.has_branch1:
-            self.branch1 = pointwise_conv(dim_in, dim_out, stride=(1, spatial_stride, spatial_stride))
+            self.branch1 = PointwiseConv3d(dim_in, dim_out, stride=(1, spatial_stride, spatial_stride))
             self.branch1_bn = BatchNorm3d(dim_out)
         self.branch2 = BottleneckBranch(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out,
                                         spatial_stride=spatial_stride, temporal_kernel=temporal_kernel,
@@ -225,9 +225,9 @@ class X3DHead(nn.Cell):
         super().__init__()
         if activation not in ("softmax", "none"):
             raise ValueError(f"head activation must be 'softmax' or 'none', got '{activation}'")
-        self.conv_5 = pointwise_conv(dim_in, dim_inner)
+        self.conv_5 = PointwiseConv3d(dim_in, dim_inner)
         self.conv_5_bn = BatchNorm3d(dim_inner)
-        self.lin_5 = pointwise_conv(dim_inner, dim_out)
+        self.lin_5 = PointwiseConv3d(dim_inner, dim_out)
         self.relu = nn.ReLU()
         self.dropout = nn.Dropout(p=dropout_rate) if dropout_rate > 0 else nn.Identity()
         self.projection = nn.Dense(dim_out, num_classes, weight_init=Normal(0.01), bias_init="zeros")

@@ -30,7 +30,7 @@ def _median_ms(fn, reps: int = 7) -> float:
 def _layers() -> List[Tuple[str, Any, Tuple[int, ...], int]]:
     """(group, cell, input shape, occurrences) for every distinct layer of X3D-XS."""
     from mindspore import nn
-    from src.models.layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, pointwise_conv
+    from src.models.layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, PointwiseConv3d
     from src.models.x3d import SqueezeExcitation
 
     class Act(nn.Cell):
@@ -52,10 +52,10 @@ def _layers() -> List[Tuple[str, Any, Tuple[int, ...], int]]:
     for dim_out, depth in ((24, 3), (48, 5), (96, 11), (192, 7)):
         inner = int(2.25 * dim_out)
         ho = hw // 2
-        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_in, inner), (n, dim_in, t, hw, hw), 1))
-        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_out, inner), (n, dim_out, t, ho, ho), depth - 1))
-        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(inner, dim_out), (n, inner, t, ho, ho), depth))
-        out.append(("pointwise 1x1x1 (a, c, shortcut)", pointwise_conv(dim_in, dim_out, stride=(1, 2, 2)),
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", PointwiseConv3d(dim_in, inner), (n, dim_in, t, hw, hw), 1))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", PointwiseConv3d(dim_out, inner), (n, dim_out, t, ho, ho), depth - 1))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", PointwiseConv3d(inner, dim_out), (n, inner, t, ho, ho), depth))
+        out.append(("pointwise 1x1x1 (a, c, shortcut)", PointwiseConv3d(dim_in, dim_out, stride=(1, 2, 2)),
                     (n, dim_in, t, hw, hw), 1))
         out.append(("channelwise 3x3x3", ChannelwiseConv3d(inner, 3, stride=(1, 2, 2), padding=1),
                     (n, inner, t, hw, hw), 1))
@@ -177,13 +177,14 @@ def op_profile(threads: int = 2, batch: int = 1, fold: bool = False, steps: int 
 
 def op_main(threads: int = 2, batch: int = 1, json_out: Optional[str] = None) -> int:
     """Op-type profile of the eval forward without and with BatchNorm folding (one subprocess each)."""
+    import os
     import subprocess
     import sys
     res = {}
     for fold in (False, True):
         cmd = [sys.executable, "-m", "src.tools.layer_profile", "--threads", str(threads), "--batch", str(batch)]
         proc = subprocess.run(cmd + (["--fold"] if fold else []), capture_output=True, text=True,
-                              env={**__import__("os").environ, "GLOG_v": "3", "OMP_NUM_THREADS": str(threads)})
+                              env={**os.environ, "GLOG_v": "3", "OMP_NUM_THREADS": str(threads)})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("OPS_RESULT ")]
         if not line:
             print((proc.stderr or proc.stdout).strip()[-2000:])

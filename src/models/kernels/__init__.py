@@ -21,7 +21,6 @@ from typing import Dict, Optional
 
 _LOG = logging.getLogger(__name__)
 _SOURCES = {"channelwise": "channelwise_conv3d.cc"}
-_HEADERS = ("common.h",)  # included by every source: part of each library's hash
 # -fopenmp-simd: only the "omp simd" vectorisation hints; threads are plain std::threads
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14")
 _CACHE: Dict[str, Optional[str]] = {}
@@ -81,8 +80,6 @@ def _build(name: str) -> str:
     src = Path(__file__).with_name(_SOURCES[name])
     digest = hashlib.sha256()
     digest.update(src.read_bytes())
-    for header in _HEADERS:
-        digest.update(src.with_name(header).read_bytes())
     digest.update(" ".join(CXX_FLAGS).encode())
     digest.update(_compiler_id(cxx).encode())
     out_dir = cache_root() / digest.hexdigest()[:16]

@@ -18,14 +18,48 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
-
-#include "common.h"
 
 namespace {
 
-using x3d::parallel_for;
-using x3d::v8;
+// Worker threads: X3D_KERNEL_THREADS, else OMP_NUM_THREADS, else all cores. Plain std::threads
+// that exit when the call ends: OpenMP teams keep spinning after a region and would steal the
+// cores from MindSpore's own kernel threads on a small machine.
+int num_threads() {
+  static const int n = [] {
+    for (const char *name : {"X3D_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
+      const char *v = std::getenv(name);
+      if (v && std::atoi(v) > 0) return std::atoi(v);
+    }
+    const unsigned hc = std::thread::hardware_concurrency();
+    return hc > 0 ? static_cast<int>(hc) : 1;
+  }();
+  return n;
+}
+
+// fn(begin, end) over contiguous chunks of [0, n), one chunk per thread
+template <class F>
+void parallel_for(int64_t n, F fn) {
+  const int64_t nt = std::min<int64_t>(num_threads(), n);
+  if (nt <= 1) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(fn, t * n / nt, (t + 1) * n / nt);
+  fn(int64_t{0}, n / nt);
+  for (auto &th : pool) th.join();
+}
+
+// 8 floats, unaligned loads/stores allowed (GCC vector extension; AVX2 or AVX-512 with -march=native)
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+inline double hsum(v8 a) {
+  double s = 0.0;
+  for (int l = 0; l < 8; ++l) s += a[l];
+  return s;
+}
 
 struct Plan {
   int64_t N, C, T, H, W, kT, kH, kW, sT, sH, sW, pT, pH, pW, To, Ho, Wo;
@@ -69,7 +103,7 @@ void dot_group(const float *d, int64_t Ld, const float *x, int64_t Lx, const int
       for (int j = 0; j < G; ++j) a[j] += dv * *reinterpret_cast<const v8 *>(xt + off[j] + i);
     }
   }
-  for (int j = 0; j < G; ++j) acc[j] += x3d::hsum(a[j]);
+  for (int j = 0; j < G; ++j) acc[j] += hsum(a[j]);
 }
 
 void dot_taps(const float *d, int64_t Ld, const float *x, int64_t Lx, const int64_t *off,
@@ -191,7 +225,7 @@ void forward_plane(const Plan &g, const float *xb, const float *wc, float bias, 
 void forward(const Plan &g, const float *x, const float *w, const float *b, float *y) {
   const int64_t plane_in = g.T * g.H * g.W, plane_out = g.To * g.Ho * g.Wo;
   const int64_t taps = g.kT * g.kH * g.kW;
-  parallel_for(g.N * g.C, [&](int64_t begin, int64_t end, int) {
+  parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
     std::vector<float> xb(g.xb_size), ob(g.Ho * g.Wq + kSlack);
     for (int64_t nc = begin; nc < end; ++nc) {
       to_phases(g, x + nc * plane_in, xb.data());
@@ -209,7 +243,7 @@ void backward(const Plan &g, const float *x, const float *w, const float *dy, fl
   // taps grouped by phase, for the dx gather
   std::vector<std::vector<int64_t>> by_phase(g.nphase);
   for (int64_t k = 0; k < taps; ++k) by_phase[g.phase[k]].push_back(k);
-  parallel_for(g.C, [&](int64_t begin, int64_t end, int) {
+  parallel_for(g.C, [&](int64_t begin, int64_t end) {
     std::vector<float> xb(g.xb_size), gb(g.g_size), db(g.To * LwP + kSlack), dxb(g.nphase * g.Tq * Ld + kSlack);
     std::vector<double> acc(taps);
     std::vector<float> wsel(taps);
