@@ -1,0 +1,169 @@
+"""The contract every model in the zoo follows, and the per-variant default record.
+
+A model is an ``nn.Cell`` subclass of :class:`VideoClassifier`::
+
+    clip (N, C, T, H, W)
+      -> forward_features(x)   backbone features (model-specific shape)
+      -> forward_head(x)       (N, num_classes) logits in training; in eval mode whatever the
+                               reference returns (X3D: softmax per position, averaged)
+
+plus ``get_classifier()`` / ``reset_classifier(num_classes)``, ``trainable_for(finetune)`` and
+``train_mode(finetune)`` (the model owns its freezing, like mmaction2's ``frozen_stages``), and
+``flops(shape)`` (multiply-adds of one clip). Each registered variant carries a
+:class:`PretrainedCfg` (``net.pretrained_cfg``): the clip geometry and input convention its
+weights expect. The engine, tools and entry points use only this contract, never a model's
+internal attribute names.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mindspore import Parameter, nn
+
+from ..errors import UserError
+from ..registry import MODELS
+
+FINETUNE_MODES = ("complete", "last_layer")
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Default record of one variant (timm's ``pretrained_cfg``): what its weights expect.
+
+    ``value_range`` is the pixel scale fed to ``mean``/``std``: 1.0 (frames / 255, then
+    normalised: X3D) or 255.0 (raw 0..255 values minus a mean: the Efficient-3DCNNs weights).
+    ``channel_order`` is ``"RGB"`` or ``"BGR"`` (OpenCV-decoded training frames).
+    ``target_fps``: frame rate that ``sampling_rate`` refers to (None: source frames as they are).
+    """
+    num_classes: int
+    num_frames: int
+    sampling_rate: int
+    crop_size: int                      # train crop (the network's pooling is built for it)
+    test_short_side: int
+    test_crop_size: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    value_range: float = 1.0
+    channel_order: str = "RGB"
+    target_fps: Optional[float] = None
+    dataset: str = ""                   # what the published weights were trained on
+    paper: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    def replace(self, **changes: Any) -> "PretrainedCfg":
+        return replace(self, **changes)
+
+
+class VideoClassifier(nn.Cell):
+    """Base class of the zoo's networks (see the module docstring for the contract)."""
+
+    pretrained_cfg: PretrainedCfg
+
+    # -- data flow
+    def forward_features(self, x):
+        raise NotImplementedError
+
+    def forward_head(self, x):
+        raise NotImplementedError
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    # -- classifier
+    def get_classifier(self) -> nn.Cell:
+        """The final class projection (the layer fine-tuning re-initialises)."""
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one for ``num_classes`` classes."""
+        raise NotImplementedError
+
+    def classifier_names(self) -> List[str]:
+        """Full parameter names of the classifier (skipped when loading weights of another class count)."""
+        return [p.name for p in self.get_classifier().get_parameters()]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._num_classes)
+
+    # -- freezing (the model owns it)
+    def trainable_for(self, finetune: str = "complete") -> List[Parameter]:
+        """``complete``: every trainable parameter; ``last_layer``: only the classifier's."""
+        check_finetune(finetune)
+        if finetune == "complete":
+            return list(self.trainable_params())
+        return list(self.get_classifier().trainable_params())
+
+    def train_mode(self, finetune: str = "complete") -> None:
+        """Training mode; with ``last_layer`` every BatchNorm outside the classifier stays in eval
+        mode, so the frozen backbone keeps its statistics (the reference's last_layer does not)."""
+        check_finetune(finetune)
+        self.set_train(True)
+        if finetune == "last_layer":
+            head_cells = {id(c) for _, c in self.get_classifier().cells_and_names()}
+            for _, cell in self.cells_and_names():
+                if isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and id(cell) not in head_cells:
+                    cell.set_train(False)
+
+    # -- cost
+    def flops(self, shape: Optional[Sequence[int]] = None) -> int:
+        """Multiply-adds of one clip of ``shape`` (C, T, H, W); default: the variant's train clip."""
+        raise NotImplementedError
+
+    def default_input_shape(self) -> Tuple[int, int, int, int]:
+        c = self.pretrained_cfg
+        return (3, c.num_frames, c.crop_size, c.crop_size)
+
+
+# ----------------------------------------------------------------------------- registration
+PRETRAINED_CFGS: Dict[str, PretrainedCfg] = {}
+GEOMETRY_KEYS = ("num_classes", "num_frames", "crop_size")  # model kwargs that change the record
+
+
+def register_model(cfg: PretrainedCfg):
+    """Register a variant builder under its function name, with its default record::
+
+        @register_model(PretrainedCfg(num_classes=400, num_frames=4, ...))
+        def x3d_xs(**kwargs) -> X3D: ...
+    """
+    def deco(fn):
+        MODELS.register(fn.__name__, fn)
+        PRETRAINED_CFGS[fn.__name__] = cfg
+        return fn
+    return deco
+
+
+def resolve_pretrained_cfg(name: str, model_kwargs: Optional[Dict[str, Any]] = None) -> PretrainedCfg:
+    """The record of variant ``name`` with the geometry kwargs of a config's ``model`` section
+    applied (``num_classes``, ``num_frames``, ``crop_size``), without building the network."""
+    MODELS.get(name)  # unknown names raise the registry's one-line error
+    cfg = PRETRAINED_CFGS.get(name)
+    if cfg is None:
+        raise UserError(f"model '{name}' has no default record; register it with @register_model")
+    changes = {k: (model_kwargs or {})[k] for k in GEOMETRY_KEYS if (model_kwargs or {}).get(k) is not None}
+    return cfg.replace(**changes) if changes else cfg
+
+
+def attach_pretrained_cfg(net: "VideoClassifier", name: str, model_kwargs: Dict[str, Any]) -> "VideoClassifier":
+    """Set ``net.pretrained_cfg`` (called by each variant builder)."""
+    net.pretrained_cfg = resolve_pretrained_cfg(name, model_kwargs)
+    return net
+
+
+def check_finetune(finetune: str) -> None:
+    if finetune not in FINETUNE_MODES:
+        raise UserError(f"train.finetune: expected one of {', '.join(FINETUNE_MODES)}, got '{finetune}'")
+
+
+def count_params(net: nn.Cell) -> int:
+    """Trainable parameter count."""
+    return int(sum(p.size for p in net.trainable_params()))
+
+
+__all__ = ["PretrainedCfg", "VideoClassifier", "count_params", "check_finetune", "FINETUNE_MODES",
+           "register_model", "resolve_pretrained_cfg", "attach_pretrained_cfg", "PRETRAINED_CFGS"]
