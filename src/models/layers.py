@@ -152,6 +152,63 @@ class PointwiseConv3d(nn.Cell):
         return y
 
 
+class Conv3d(nn.Cell):
+    """General 3D convolution, weight (C_out, C_in / groups, kT, kH, kW), optional bias (C_out,).
+
+    The dense and grouped convolutions of the Efficient-3DCNNs family (3x3x3 stems, ResNet
+    convolutions, ShuffleNet's grouped 1x1x1, ResNeXt's grouped 3x3x3). ``impl``: ``native``
+    (one Conv3D with ``group``). ``set_bias`` lets ``fold_batchnorm`` give it a bias.
+    ``init``: ``kaiming_fan_out`` (the references' ResNet/SqueezeNet/MobileNetV2 init) or
+    ``torch_default`` (PyTorch's default Conv3d init: kaiming-uniform with a = sqrt(5)).
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, kernel_size: IntOr3, *, stride: IntOr3 = 1,
+                 padding: IntOr3 = 0, groups: int = 1, has_bias: bool = False,
+                 init: str = "kaiming_fan_out", impl: str = "native") -> None:
+        super().__init__()
+        if dim_in % groups or dim_out % groups:
+            raise ValueError(f"Conv3d: channels {dim_in} -> {dim_out} are not divisible by groups={groups}")
+        self.dim_in, self.dim_out, self.groups = dim_in, dim_out, groups
+        self.kernel_size = _triple(kernel_size)
+        self.stride = _triple(stride)
+        self.padding = _triple(padding)
+        self.impl = impl
+        shape = (dim_out, dim_in // groups) + self.kernel_size
+        fan_in = (dim_in // groups) * int(np.prod(self.kernel_size))
+        if init == "kaiming_fan_out":
+            w = kaiming_fan_out(shape)
+        elif init == "torch_default":
+            bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) bound = sqrt(6/((1+5)*fan_in))
+            w = Tensor(np.random.uniform(-bound, bound, shape).astype(np.float32))
+        else:
+            raise ValueError(f"Conv3d init must be 'kaiming_fan_out' or 'torch_default', got '{init}'")
+        self.weight = Parameter(w, name="weight")
+        self.bias = None
+        if has_bias:
+            bound = 1.0 / math.sqrt(fan_in)
+            self.bias = Parameter(Tensor(np.random.uniform(-bound, bound, (dim_out,)).astype(np.float32)),
+                                  name="bias")
+        pt, ph, pw = self.padding
+        self.conv = ops.Conv3D(dim_out, self.kernel_size, mode=1, pad_mode="pad",
+                               pad=(pt, pt, ph, ph, pw, pw), stride=self.stride, group=groups)
+
+    def set_bias(self, bias: np.ndarray) -> None:
+        """Set the per-channel bias (C_out,): the shift of a BatchNorm folded into this conv."""
+        bias = np.asarray(bias, np.float32)
+        if bias.shape != (self.dim_out,):
+            raise ValueError(f"Conv3d bias must have shape ({self.dim_out},), got {bias.shape}")
+        if self.bias is None:
+            self.bias = Parameter(Tensor(bias), name="bias")
+        else:
+            self.bias.set_data(Tensor(bias))
+
+    def construct(self, x):
+        y = self.conv(x, self.weight)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1, 1)
+        return y
+
+
 class ChannelwiseConv3d(nn.Cell):
     """Depthwise (groups = channels) 3D convolution, weight (C, 1, kT, kH, kW), no bias.
 
