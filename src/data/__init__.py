@@ -9,7 +9,9 @@ from .errors import DataError, VideoDecodeError
 from .labels import load_label_map, save_label_map
 from .mindrecord import MindRecordVideo, pack_mindrecord
 from .pipeline import BadFileLog, ClipSource, Loader, build_dataset, create_loader
-from .sampling import eval_clip_indices, frame_step, train_clip_indices
+from .rawframes import (FrameFolders, Jester, RawFrameList, SomethingSomethingV1, frame_folders_of,
+                        windows_to_videos)
+from .sampling import consecutive_clip_indices, eval_clip_indices, frame_step, train_clip_indices
 from .transforms import Compose, build_transforms, eval_operations, infer_operations
 
 __all__ = [
@@ -18,5 +20,6 @@ __all__ = [
     "probe_video", "read_frames", "DataError", "VideoDecodeError", "load_label_map",
     "save_label_map", "BadFileLog", "ClipSource", "Loader", "build_dataset", "create_loader",
     "eval_clip_indices", "frame_step", "train_clip_indices", "Compose", "build_transforms",
-    "eval_operations", "infer_operations",
+    "eval_operations", "infer_operations", "FrameFolders", "Jester", "RawFrameList",
+    "SomethingSomethingV1", "frame_folders_of", "windows_to_videos", "consecutive_clip_indices",
 ]

@@ -48,6 +48,8 @@ def _videos_under(path: str, extensions: Sequence[str]) -> List[str]:
 class VideoDataset:
     """Base class: ``samples`` [(path, label)], ``class_names`` and the clip settings."""
 
+    frame_folders = None  # a rawframes.FrameFolders reader when the samples are frame folders
+
     def __init__(self, *, num_frames: int, sampling_rate: float, num_clips: int = 1,
                  target_fps: Optional[float] = None, output_dir: Optional[str] = None,
                  label_map: Optional[str] = None) -> None:
@@ -134,6 +136,8 @@ class VideoDataset:
                   min_frames: int = 1) -> np.ndarray:
         """Decode the clip of sample ``index`` -> (T, H, W, 3) uint8. Raises
         :class:`VideoDecodeError` for unreadable files and videos shorter than ``min_frames``."""
+        if self.frame_folders is not None:
+            return self.frame_folders.load_clip(self, index, clip_idx, rng, min_frames)
         path = self.samples[index][0]
         with VideoReader(path, decoder) as vr:
             if vr.num_frames < min_frames:
@@ -313,12 +317,13 @@ def _read_lines(path: str) -> List[str]:
 class UCF101(VideoDataset):
     """UCF101: ``classInd.txt`` and ``trainlist0N.txt`` / ``testlist0N.txt`` (N = ``fold``) in
     ``ann_dir`` (default ``{root}/ucfTrainTestlist``); videos ``{video_dir}/{Class}/v_*.avi``
-    (default ``{root}/UCF-101`` if it exists, else ``root``)."""
+    (default ``{root}/UCF-101`` if it exists, else ``root``). ``frames: {dir: ...}`` reads frame
+    folders ``{dir}/{Class}/v_*/`` instead (keys: ``rawframes.attach_frames``)."""
 
     def __init__(self, root: str, num_frames: int, sampling_rate: float, split: str = "train",
                  fold: int = 1, num_clips: int = 1, ann_dir: Optional[str] = None,
                  video_dir: Optional[str] = None, target_fps: Optional[float] = None,
-                 output_dir: Optional[str] = None) -> None:
+                 output_dir: Optional[str] = None, frames: Optional[Dict] = None) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
                          target_fps=target_fps, output_dir=output_dir)
         if split not in ("train", "test") or fold not in (1, 2, 3):
@@ -346,6 +351,10 @@ class UCF101(VideoDataset):
             if cls not in index:
                 raise DataError(f"{list_file}: class folder '{cls}' of {rel!r} not in {class_ind}")
             listed.append((os.path.join(video_dir, rel), index[cls]))
+        if frames is not None:  # frame folders instead of videos (rawframes.py)
+            from .rawframes import attach_frames
+            attach_frames(self, listed, video_dir, frames, list_file)
+            return
         self._finish(listed, list_file)
 
 
@@ -353,12 +362,13 @@ class UCF101(VideoDataset):
 class HMDB51(VideoDataset):
     """HMDB51: ``{Class}_test_split{fold}.txt`` files in ``ann_dir`` (lines ``name.avi id``,
     id 1 = train, 2 = test, 0 = unused); videos ``{video_dir}/{Class}/{name}``. Classes are the
-    sorted names of the split files."""
+    sorted names of the split files. ``frames: {dir: ...}`` reads frame folders
+    ``{dir}/{Class}/{name without extension}/`` instead (keys: ``rawframes.attach_frames``)."""
 
     def __init__(self, root: str, num_frames: int, sampling_rate: float, split: str = "train",
                  fold: int = 1, num_clips: int = 1, ann_dir: Optional[str] = None,
                  video_dir: Optional[str] = None, target_fps: Optional[float] = None,
-                 output_dir: Optional[str] = None) -> None:
+                 output_dir: Optional[str] = None, frames: Optional[Dict] = None) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
                          target_fps=target_fps, output_dir=output_dir)
         if split not in ("train", "test") or fold not in (1, 2, 3):
@@ -384,4 +394,8 @@ class HMDB51(VideoDataset):
                     raise DataError(f"{path}: expected 'video.avi 0|1|2' lines, got {line!r}")
                 if parts[1] == want:
                     listed.append((os.path.join(video_dir, cls, parts[0]), label))
+        if frames is not None:  # frame folders instead of videos (rawframes.py)
+            from .rawframes import attach_frames
+            attach_frames(self, listed, video_dir, frames, f"{ann_dir}/*{suffix} ({split})")
+            return
         self._finish(listed, f"{ann_dir}/*{suffix} ({split})")
