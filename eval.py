@@ -20,40 +20,32 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from src.config import ConfigError, add_config_args, config_from_args
+from src.cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from src.config import config_from_args
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Multi-view evaluation of an X3D checkpoint.")
+    p = ArgumentParser(prog="eval.py", description="Multi-view evaluation of a checkpoint.")
     add_config_args(p)
     p.add_argument("--ckpt", required=True, help="checkpoint to evaluate (training or converted)")
     p.add_argument("--output", default=None, help="folder for eval_results.json and confusion_matrix.png "
                                                   "(default: <train.output_dir>/eval)")
     p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    return parse_with_overrides(p, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    from src.data import DataError
-    from src.engine.checkpoint import CheckpointError
-    from src.registry import RegistryError
-    try:
-        return run(args)
-    except (ConfigError, RegistryError, DataError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
     import mindspore as ms  # noqa: F401  (before src.data: decord must load after MindSpore)
     from src.context import init_context
     from src.data import create_loader
-    from src.engine.checkpoint import load_pretrained, read_checkpoint
-    from src.engine.evaluate import predict_views
+    from src.engine.evaluate import score_loader
+    from src.engine.inference import load_inference_model
     from src.engine.metrics import classification_metrics
-    from src.models import build_model, fold_batchnorm
 
     cfg = config_from_args(args)
     out = args.output or os.path.join(cfg.train.output_dir, "eval")
@@ -63,21 +55,18 @@ def run(args: argparse.Namespace) -> int:
     inf = cfg.infer
     loader = create_loader(cfg, "eval", output_dir=out, num_clips=inf.num_clips, num_crops=inf.num_crops,
                            short_side=inf.short_side, crop_size=inf.crop_size, batch_size=inf.batch_size)
-    net = build_model(cfg.model)
-    load_pretrained(net, args.ckpt)
-    if inf.fold_bn:
-        fold_batchnorm(net)  # same scores, fewer ops (src/models/fold.py)
-    _, meta = read_checkpoint(args.ckpt)
+    model = load_inference_model(cfg, ckpt=args.ckpt)  # eval mode, BatchNorm folded (infer.fold_bn)
     names = list(loader.class_names)
-    if meta.get("class_names") and list(meta["class_names"]) != names:
-        print(f"warning: {args.ckpt} was trained with classes {meta['class_names'][:5]}... but the data set "
+    trained = model.class_names
+    if trained and trained != names:
+        print(f"warning: {args.ckpt} was trained with classes {trained[:5]}... but the data set "
               f"lists {names[:5]}...; using the data set's order", file=sys.stderr)
 
     print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
           f"({inf.num_clips} clips x {inf.num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
           flush=True)
     t0 = time.perf_counter()
-    agg = predict_views(net, loader, progress=not args.no_progress, desc="eval")
+    agg = score_loader(model.net, loader, progress=not args.no_progress, desc="eval")
     seconds = time.perf_counter() - t0
     video_ids, scores, labels = agg.result()
     metrics = classification_metrics(scores, labels, loader.num_classes, names)
@@ -154,4 +143,4 @@ def plot_confusion(cm: np.ndarray, names: Sequence[str], path: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,4 +1,4 @@
-"""Classify videos with a trained X3D: top-k classes per video, optional timeline, JSON and a preview.
+"""Classify videos with a trained model: top-k classes per video, optional timeline, JSON and a preview.
 
     python infer.py VIDEO [VIDEO|DIR ...] --config CFG (--ckpt PATH | --mindir PATH)
                     [--topk 5] [--window SEC] [--json OUT] [--label-map FILE]
@@ -6,7 +6,8 @@
 
 Each video is scored over ``infer.num_clips`` clips (the model's frames x sampling rate, spread
 over the whole video) x ``infer.num_crops`` crops, averaged. Unreadable files are reported on
-one stderr line each and the others are still processed; the exit code is then 2.
+one stderr line each and the others are still processed; the exit code is then 2. Bad
+arguments, config or weights: one ``error:`` line, exit 2 (as every entry point).
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ import numpy as np
 
 import mindspore  # noqa: F401  (before any decord import: the reverse order aborts the process)
 
-from src.config import ConfigError, add_config_args, config_from_args
+from src.cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from src.config import config_from_args
 from src.context import init_context
 from src.data import VIDEO_EXTENSIONS, VideoDecodeError
-from src.engine.predict import PredictError, VideoPredictor
+from src.engine.predict import VideoPredictor
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = ArgumentParser(prog="infer.py", description=__doc__.split("\n")[0])
     p.add_argument("videos", nargs="+", metavar="VIDEO|DIR", help="video files or folders (searched recursively)")
     add_config_args(p)
     weights = p.add_mutually_exclusive_group(required=True)
@@ -41,14 +43,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--label-map", help="class names: label-map JSON or a text file with one name per line")
     p.add_argument("--save-vis", help="first video's sampled frames with the top-1 label, as .gif or .mp4")
     p.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (default: context.device_target)")
-    # positional KEY=VALUE overrides end up among the videos: split them off below
-    args = p.parse_intermixed_args(argv)
-    videos, overrides = [], []
-    for item in args.videos:
-        (overrides if ("=" in item and not os.path.exists(item)) else videos).append(item)
-    if not videos:
-        p.error("no video given")
-    args.videos, args.extra_overrides = videos, list(args.extra_overrides) + overrides
+    args = parse_with_overrides(p, argv)
     if args.save_vis and os.path.splitext(args.save_vis)[1].lower() not in (".gif", ".mp4"):
         p.error(f"--save-vis {args.save_vis}: expected a .gif or .mp4 file name")
     if args.topk is not None and args.topk < 1:
@@ -139,18 +134,15 @@ def native_stderr_silenced():
 
 
 def error(message: str) -> None:
-    print(f"infer.py: error: {message}", file=sys.stderr, flush=True)
+    """One line for a video that could not be processed (the run goes on with the others)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        init_context(cfg.context, args.device)
-        predictor = VideoPredictor(cfg, ckpt=args.ckpt, mindir=args.mindir, label_map=args.label_map)
-    except (ConfigError, PredictError, ValueError, KeyError, AttributeError) as e:
-        error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-        return 1
+    cfg = config_from_args(args)
+    init_context(cfg.context, args.device)
+    predictor = VideoPredictor(cfg, ckpt=args.ckpt, mindir=args.mindir, label_map=args.label_map)
     topk = args.topk if args.topk is not None else int(cfg.infer.get("topk", 5))
     window = args.window if args.window is not None else float(cfg.infer.get("window_seconds", 0.0) or 0.0)
 
@@ -193,4 +185,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

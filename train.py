@@ -1,4 +1,4 @@
-"""Train X3D from a YAML config, on one process or many (``msrun``), in MindSpore graph mode.
+"""Train a zoo model from a YAML config, on one process or many (``msrun``), in MindSpore graph mode.
 
     python train.py --config src/config/x3d_xs.yaml [KEY=VALUE ...] [--device CPU|GPU|Ascend]
                     [--output DIR] [--resume PATH|auto] [--pretrained PATH]
@@ -13,34 +13,23 @@ import os
 import sys
 from typing import List, Optional
 
-from src.config import ConfigError, add_config_args, config_from_args, dump_config
+from src.cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from src.config import ConfigError, config_from_args, dump_config
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train X3D (graph mode; data parallel under msrun).")
+    p = ArgumentParser(prog="train.py", description="Train a video model (graph mode; data parallel under msrun).")
     add_config_args(p)
     p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
     p.add_argument("--output", default=None, help="output folder (default: train.output_dir)")
     p.add_argument("--resume", default=None, help="'auto' (newest complete checkpoint in the output folder) or a path")
     p.add_argument("--pretrained", default=None, help="initialise from these weights (classifier re-initialised "
                                                       "if the class count differs)")
-    return p.parse_args(argv)
+    return parse_with_overrides(p, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    from src.data import DataError
-    from src.engine.checkpoint import CheckpointError
-    from src.engine.trainer import NonFiniteLossError
-    from src.registry import RegistryError
-    try:
-        return run(args)
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (ConfigError, RegistryError, DataError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from src.data import create_loader
     from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
     from src.engine.trainer import (CheckpointSaver, MetricsWriter, ProgressLogger, TrainState, TrainStep,
-                                    Validation, fit, trainable_for)
+                                    Validation, fit)
     from src.models import build_model, count_params
     from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
 
@@ -96,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                steps_per_epoch=steps, global_batch_size=global_batch)
 
     # ---- optimizer
-    params = trainable_for(net, tc.finetune)
+    params = net.trainable_for(tc.finetune)  # the model owns its freezing
     optimizer = build_from_cfg(cfg.optimizer, OPTIMIZERS, where="optimizer", params=params,
                                learning_rate=lr_values)
     step_cell = TrainStep(net, loss_fn, optimizer)
@@ -116,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     # ---- callbacks (only rank 0 writes)
     config_yaml = dump_config(cfg, os.path.join(out, "config.yaml") if main_rank else None)
     progress = ProgressLogger(log_interval=tc.log_interval, progress_bar=bool(tc.progress_bar) and main_rank,
-                              loader=train_loader, log_file=os.path.join(out, "train.log") if main_rank else None)
+                              loader=train_loader, log_file=os.path.join(out, "train.log") if main_rank else None,
+                              quiet=not main_rank)  # under msrun only rank 0 prints step/epoch lines
     callbacks = [progress]
     if main_rank:
         callbacks += [Validation(net, val_loader, train_loader, interval=tc.eval_interval,
@@ -139,4 +129,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -11,10 +11,12 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Generic, Iterator, Optional, TypeVar
 
+from .errors import UserError
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Unknown/duplicate name or unknown builder key; prints its one-line message unquoted."""
 
     def __str__(self) -> str:

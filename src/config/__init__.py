@@ -1,7 +1,11 @@
-"""YAML configs: safe loading, schema check against ``defaults.yaml``, dotted overrides, dumping.
+"""YAML configs: safe loading, schema check against ``defaults.yaml``, inheritance, dotted overrides.
 
-``defaults.yaml`` lists every key a config may set. A variant file (``x3d_xs.yaml`` ...) is merged
-over it; a key the defaults do not have is rejected with its dotted path. A mapping with a
+``defaults.yaml`` lists every key a config may set. A config file is merged over it; a key the
+defaults do not have is rejected with its dotted path. ``_base_: other.yaml`` (relative to the
+file) makes a file a variant of another: the base chain is merged first, so a variant file holds
+only what differs. After the overrides, :func:`src.config.geometry.resolve_geometry` fills the
+clip geometry (frames, sampling rate, crops, normalisation) from the model's default record and
+rejects values that contradict it, so the resolved config (saved beside checkpoints) is complete. A mapping with a
 ``type`` key is a *component* (built through a registry): its other keys are the builder's
 keyword arguments, checked when it is built, and a component whose ``type`` changes replaces the
 default one wholesale. The result is an ``ml_collections.ConfigDict``, which raises on a
@@ -17,11 +21,13 @@ from typing import Any, Dict, Iterable, List, Optional
 import yaml
 from ml_collections import ConfigDict
 
+from ..errors import UserError
+
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = os.path.join(CONFIG_DIR, "defaults.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema (one-line message)."""
 
 
@@ -93,12 +99,39 @@ def _nest(dotted: str, value: Any) -> Dict[str, Any]:
     return node
 
 
-def load_config(path: str, overrides: Iterable[str] = ()) -> ConfigDict:
-    """Defaults <- ``path`` <- dotted overrides, checked against the schema."""
-    cfg = _merge(read_yaml(DEFAULTS), read_yaml(path), "", path)
+BASE_KEY = "_base_"
+
+
+def _chain(path: str, seen: Optional[List[str]] = None) -> List[tuple]:
+    """``[(file, data), ...]`` from the root-most ``_base_`` to ``path``."""
+    seen = list(seen or [])
+    real = os.path.realpath(path)
+    if real in seen:
+        raise ConfigError(f"{path}: '_base_' chain loops back to itself")
+    data = read_yaml(path)
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return [(path, data)]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: '_base_' must be a file name, got {base!r}")
+    base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(os.path.abspath(path)), base)
+    if not os.path.isfile(base_path):
+        raise ConfigError(f"{path}: '_base_' file {base} not found (looked for {base_path})")
+    return _chain(base_path, seen + [real]) + [(path, data)]
+
+
+def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = True) -> ConfigDict:
+    """Defaults <- ``_base_`` chain <- ``path`` <- dotted overrides, checked against the schema;
+    then the clip geometry is resolved against the model (``resolve=False`` skips that)."""
+    cfg = read_yaml(DEFAULTS)
+    for file, data in _chain(path):
+        cfg = _merge(cfg, data, "", file)
     for text in overrides:
         key, value = parse_override(text)
         cfg = _merge(cfg, _nest(key, value), "", f"override '{text}'")
+    if resolve:
+        from .geometry import resolve_geometry
+        cfg = resolve_geometry(cfg)
     return ConfigDict(cfg)
 
 
@@ -125,19 +158,12 @@ def dump_config(cfg: Any, path: Optional[str] = None) -> str:
     return text
 
 
-def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = None) -> None:
-    """``--config`` plus overrides as ``--set k=v [k=v ...]`` or bare trailing ``k=v`` words."""
-    parser.add_argument("--config", default=default, required=default is None,
-                        help="YAML config (e.g. src/config/x3d_xs.yaml)")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
-                        metavar="KEY=VALUE", help="dotted overrides, e.g. --set train.epochs=5")
-    parser.add_argument("extra_overrides", nargs="*", metavar="KEY=VALUE",
-                        help="more dotted overrides (same as --set)")
-
-
 def config_from_args(args: argparse.Namespace) -> ConfigDict:
-    return load_config(args.config, list(args.overrides) + list(getattr(args, "extra_overrides", [])))
+    """The config of ``--config`` with the command line's ``KEY=VALUE`` overrides (src.cli)."""
+    return load_config(args.config, list(getattr(args, "overrides", [])))
 
+
+from ..cli import add_config_args  # noqa: E402  (re-exported: the one --config/override convention)
 
 __all__: List[str] = ["ConfigError", "load_config", "dump_config", "parse_override", "read_yaml",
                       "add_config_args", "config_from_args", "to_dict", "DEFAULTS", "CONFIG_DIR"]

@@ -1,12 +1,14 @@
 """Exception classes of the data pipeline (one-line messages naming the file and the problem)."""
 from __future__ import annotations
 
+from ..errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data set that cannot be used as configured (no files, bad annotation, too many bad videos)."""
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UserError, RuntimeError):
     """A video that cannot be opened or decoded; ``str()`` is ``'<path>: <reason>'``."""
 
     def __init__(self, path: str, reason: str) -> None:

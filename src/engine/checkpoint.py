@@ -19,15 +19,17 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
+from ..errors import UserError
+
 logger = logging.getLogger("src.engine")
 
 META_KEYS = ("epoch", "global_step", "best_top1", "config_yaml", "label_map_json")
 META_PREFIX = "meta."  # metadata entries are stored as meta.<key>, apart from parameter names
 SKIP_ON_SAVE = ("learning_rate",)  # the per-step LR array is rebuilt from the config
-EPOCH_RE = re.compile(r"-epoch(\d+)\.ckpt$")
+EPOCH_RE = re.compile(r"(?:^|[-_])epoch(\d+)\.ckpt$")  # epoch0012.ckpt (older runs: x3d-epoch0012.ckpt)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used (one-line message naming the file)."""
 
 
@@ -66,19 +68,19 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, Any]]
     return data, meta
 
 
-def periodic_checkpoints(directory: str, prefix: str = "x3d") -> List[Tuple[int, str]]:
+def periodic_checkpoints(directory: str) -> List[Tuple[int, str]]:
     """(epoch, path) of the complete periodic checkpoints in ``directory``, oldest first."""
     found = []
-    for path in glob.glob(os.path.join(directory, f"{prefix}-epoch*.ckpt")):
-        m = EPOCH_RE.search(path)
+    for path in glob.glob(os.path.join(directory, "*epoch*.ckpt")):
+        m = EPOCH_RE.search(os.path.basename(path))
         if m:
             found.append((int(m.group(1)), path))
     return sorted(found)
 
 
-def prune_checkpoints(directory: str, keep: int, prefix: str = "x3d") -> None:
+def prune_checkpoints(directory: str, keep: int) -> None:
     """Keep the newest ``keep`` periodic checkpoints (``last``/``best`` are separate files)."""
-    for _, path in periodic_checkpoints(directory, prefix)[:-keep] if keep > 0 else []:
+    for _, path in periodic_checkpoints(directory)[:-keep] if keep > 0 else []:
         os.remove(path)
     for stray in glob.glob(os.path.join(directory, ".*.tmp.ckpt")):
         try:
@@ -105,13 +107,19 @@ def find_resume_checkpoint(directory: str) -> Optional[str]:
 
 
 def load_pretrained(net: nn.Cell, path: str, *, classifier: Sequence[str] = ()) -> List[str]:
-    """Load weights from ``path`` into ``net``.
+    """Load weights from the checkpoint file ``path`` into ``net`` (see :func:`load_params`)."""
+    params, _ = read_checkpoint(path)
+    return load_params(net, params, source=path, classifier=classifier)
+
+
+def load_params(net: nn.Cell, params: Dict[str, Any], *, source: str, classifier: Sequence[str] = ()) -> List[str]:
+    """Load already-read checkpoint ``params`` into ``net``.
 
     Classifier parameters (``classifier``) whose shape differs (another class count) are left at
     their fresh initialisation and returned. Any other missing key or shape mismatch means a
     checkpoint of another architecture: it raises, listing the mismatched keys.
     """
-    params, _ = read_checkpoint(path)
+    path = source
     own = {p.name: p for p in net.get_parameters()}
     skipped, mismatched = [], []
     to_load = {}

@@ -6,10 +6,11 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from mindspore import Tensor, nn
 
+from .inference import run_fixed_batch
 from .metrics import ViewAggregator, classification_metrics
 
 
-def predict_views(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str = "eval") -> ViewAggregator:
+def score_loader(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str = "eval") -> ViewAggregator:
     """Eval-mode scores of every view of ``loader`` (columns video, label, video_idx, view_idx).
 
     The last, smaller batch is padded (``run_fixed_batch``) so graph mode compiles one shape.
@@ -27,19 +28,10 @@ def predict_views(net: nn.Cell, loader: Any, *, progress: bool = False, desc: st
     return agg
 
 
-def run_fixed_batch(net, video: np.ndarray, batch_size: int) -> np.ndarray:
-    """Scores of up to ``batch_size`` clips, padded to exactly ``batch_size`` rows so a graph (or
-    a MINDIR with a fixed batch) sees one shape; eval-mode BN makes padded rows harmless."""
-    n = video.shape[0]
-    if n < batch_size:
-        video = np.concatenate([video, np.zeros((batch_size - n,) + video.shape[1:], video.dtype)])
-    return net(Tensor(np.ascontiguousarray(video, np.float32))).asnumpy()[:n]
-
-
 def evaluate(net: nn.Cell, loader: Any, *, class_names: Optional[Sequence[str]] = None,
              progress: bool = False, desc: str = "eval") -> Dict[str, Any]:
     """top-1/top-5/mean class accuracy (and more) of ``net`` on ``loader``'s videos."""
-    agg = predict_views(net, loader, progress=progress, desc=desc)
+    agg = score_loader(net, loader, progress=progress, desc=desc)
     _, scores, labels = agg.result()
     return classification_metrics(scores, labels, loader.num_classes, class_names or loader.class_names)
 

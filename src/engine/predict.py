@@ -13,21 +13,15 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import mindspore as ms
-from mindspore import nn
 
 from ..data import (VideoDecodeError, VideoReader, build_transforms, eval_clip_indices,
                     infer_operations, load_label_map)
 from ..data.errors import DataError
 from ..data.sampling import clip_offsets, frame_step
-from .evaluate import run_fixed_batch
+from .inference import load_inference_model, topk as top_classes
 
 KINETICS400_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                 "kinetics400_classes.txt")
-
-
-class PredictError(RuntimeError):
-    """A predictor that cannot be set up (bad weights, label map or config); one-line message."""
 
 
 # ----------------------------------------------------------------------------- clip planning
@@ -116,12 +110,10 @@ class VideoPredictor:
 
     def __init__(self, cfg: Any, *, ckpt: Optional[str] = None, mindir: Optional[str] = None,
                  label_map: Optional[str] = None) -> None:
-        if (ckpt is None) == (mindir is None):
-            raise PredictError("give exactly one of a checkpoint (--ckpt) or a MINDIR file (--mindir)")
         self.cfg = cfg
-        ds = cfg.data_loader.eval.dataset
-        self.num_frames = int(ds.get("num_frames", cfg.model.get("num_frames")))
-        self.sampling_rate = float(ds.get("sampling_rate", 1))
+        ds = cfg.data_loader.eval.dataset  # geometry resolved against the model (src/config/geometry.py)
+        self.num_frames = int(ds.num_frames)
+        self.sampling_rate = float(ds.sampling_rate)
         self.target_fps = ds.get("target_fps")
         self.num_clips = int(cfg.infer.num_clips)
         self.num_crops = int(cfg.infer.num_crops)
@@ -130,54 +122,17 @@ class VideoPredictor:
         self.backend = str(cfg.data_loader.get("decoder", "decord"))
         self.transform = build_transforms(infer_operations(cfg))
         # one fixed batch shape -> one graph compilation per predictor
-        self.batch_size = max(1, min(int(cfg.infer.batch_size), self.num_clips * self.num_crops))
-        checkpoint_names: Optional[List[str]] = None
-        if ckpt is not None:
-            from ..models import build_model, fold_batchnorm
-            from .checkpoint import CheckpointError, load_pretrained, read_checkpoint
-
-            net = build_model(cfg.model)
-            try:
-                load_pretrained(net, ckpt)
-                checkpoint_names = read_checkpoint(ckpt)[1].get("class_names") or None
-            except CheckpointError as e:
-                raise PredictError(str(e)) from None
-            net.set_train(False)
-            if cfg.infer.get("fold_bn", True):
-                fold_batchnorm(net)  # same scores, fewer ops
-            self.weights = ckpt
-        else:
-            if not os.path.isfile(mindir):
-                raise PredictError(f"{mindir}: MINDIR file not found")
-            try:
-                net = nn.GraphCell(ms.load(mindir))
-            except Exception as e:  # MindSpore raises RuntimeError/ValueError with long texts
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise PredictError(f"{mindir}: not a loadable MINDIR graph ({first})") from None
-            self.weights = mindir
-        self.net = net
-        try:
-            self.class_names, self.names_source = resolve_class_names(self.num_classes, label_map, checkpoint_names)
-        except DataError as e:
-            raise PredictError(str(e)) from None
-
-    # -- model
-    def predict_views(self, views: np.ndarray) -> np.ndarray:
-        """(V, num_classes) probabilities of (V, 3, T, H, W) float32 views, in fixed-size batches."""
-        out = []
-        for i in range(0, len(views), self.batch_size):
-            probs = run_fixed_batch(self.net, views[i:i + self.batch_size], self.batch_size)
-            if probs.ndim != 2 or probs.shape[1] != self.num_classes:
-                raise PredictError(f"{self.weights}: model output shape {probs.shape}, expected (N, {self.num_classes})")
-            out.append(probs)
-        return np.concatenate(out).astype(np.float64)
+        batch = max(1, min(int(cfg.infer.batch_size), self.num_clips * self.num_crops))
+        self.model = load_inference_model(cfg, ckpt=ckpt, mindir=mindir, batch_size=batch)
+        self.net, self.weights, self.batch_size = self.model.net, self.model.weights, batch
+        self.class_names, self.names_source = resolve_class_names(self.num_classes, label_map,
+                                                                  self.model.class_names)
 
     def _views(self, frames: np.ndarray) -> List[np.ndarray]:
         return [self.transform(frames, crop_index=c) for c in range(self.num_crops)]
 
     def _topk(self, probs: np.ndarray, k: int) -> List[Dict[str, Any]]:
-        order = np.argsort(-probs, kind="stable")[:max(1, min(k, len(probs)))]
-        return [{"label": int(i), "name": self.class_names[i], "prob": float(probs[i])} for i in order]
+        return top_classes(probs, k, self.class_names)
 
     # -- one video
     def predict(self, path: str, *, topk: int = 5, window_seconds: float = 0.0,
@@ -199,7 +154,7 @@ class VideoPredictor:
         views = [v for clip in clips for v in self._views(frames_of(clip))]
         for _, _, idx in windows:
             views.extend(self._views(frames_of(idx)))
-        probs = self.predict_views(np.stack(views))
+        probs = self.model.predict(np.stack(views))
         main = probs[:len(clips) * self.num_crops].mean(axis=0)
         result: Dict[str, Any] = {
             "path": path, "num_frames": int(n), "fps": round(float(fps), 3),
@@ -221,5 +176,5 @@ class VideoPredictor:
         return result
 
 
-__all__ = ["PredictError", "VideoPredictor", "plan_clips", "plan_windows", "read_class_names",
+__all__ = ["VideoPredictor", "plan_clips", "plan_windows", "read_class_names",
            "kinetics400_classes", "resolve_class_names", "VideoDecodeError", "KINETICS400_FILE"]

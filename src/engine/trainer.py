@@ -21,14 +21,17 @@ import mindspore as ms
 import mindspore.dataset as msds
 from mindspore import Tensor, nn
 
+from ..errors import UserError
 from .checkpoint import prune_checkpoints, save_checkpoint
 from .evaluate import evaluate
 
 logger = logging.getLogger("src.engine")
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stops without saving the corrupted state."""
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; training stops without saving the corrupted state (exit 3)."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -62,23 +65,6 @@ class TrainStep(nn.TrainOneStepCell):
         self.net = net
 
 
-def set_train_mode(net: nn.Cell, finetune: str) -> None:
-    """Train mode; with ``last_layer`` fine-tuning the frozen backbone keeps its BN statistics."""
-    net.set_train(True)
-    if finetune == "last_layer":
-        for cell in (net.stem, net.res2, net.res3, net.res4, net.res5, net.head.conv_5_bn):
-            cell.set_train(False)
-
-
-def trainable_for(net: nn.Cell, finetune: str) -> List[ms.Parameter]:
-    """``complete``: every trainable parameter; ``last_layer``: only the classifier."""
-    if finetune == "complete":
-        return list(net.trainable_params())
-    if finetune == "last_layer":
-        return list(net.head.projection.trainable_params())
-    raise ValueError(f"train.finetune: expected 'complete' or 'last_layer', got '{finetune}'")
-
-
 # ----------------------------------------------------------------------------------- loop
 def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndarray, *,
         callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0,
@@ -91,7 +77,7 @@ def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndar
         msds.config.set_seed(seed + state.epoch)
         loader.set_epoch(state.epoch)
         step_cell.set_train(True)
-        set_train_mode(step_cell.net, finetune)
+        step_cell.net.train_mode(finetune)  # the model owns its freezing
         state.epoch_losses = []
         for cb in callbacks:
             cb.on_epoch_begin(state)
@@ -151,7 +137,9 @@ def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
 class ProgressLogger(Callback):
     """Per-step loss / LR / clips/s / ETA every ``log_interval`` steps, a progress bar, an epoch summary."""
 
-    def __init__(self, *, log_interval: int, progress_bar: bool, loader: Any, log_file: Optional[str]) -> None:
+    def __init__(self, *, log_interval: int, progress_bar: bool, loader: Any, log_file: Optional[str],
+                 quiet: bool = False) -> None:
+        self.quiet = quiet  # non-zero ranks of a data-parallel run: count, but print nothing
         self.log_interval = max(1, int(log_interval))
         self.progress_bar = progress_bar
         self.loader = loader
@@ -160,6 +148,8 @@ class ProgressLogger(Callback):
         self.times: List[float] = []
 
     def log(self, text: str) -> None:
+        if self.quiet:
+            return
         if self.bar is not None:
             self.bar.write(text)
         else:
@@ -227,11 +217,11 @@ class Validation(Callback):
         state.last_val = {"epoch": state.epoch, "top1": m["top1"], "top5": m["top5"],
                           "mean_class_accuracy": m["mean_class_accuracy"], "num_videos": m["num_videos"],
                           "seconds": time.perf_counter() - t0}
-        set_train_mode(self.net, self.finetune)
+        self.net.train_mode(self.finetune)
 
 
 class CheckpointSaver(Callback):
-    """``x3d-epochNNNN.ckpt`` every ``interval`` epochs (newest ``keep`` kept), ``last.ckpt`` every
+    """``epochNNNN.ckpt`` every ``interval`` epochs (newest ``keep`` kept), ``last.ckpt`` every
     epoch, ``best.ckpt`` on a new best validation top-1; all written atomically."""
 
     def __init__(self, step_cell: TrainStep, directory: str, *, interval: int, keep: int, config_yaml: str,
@@ -252,7 +242,7 @@ class CheckpointSaver(Callback):
             self._save("best.ckpt", state)
             self.log(f"new best val top-1 {100 * val['top1']:.2f}% -> {os.path.join(self.dir, 'best.ckpt')}")
         if state.epoch % self.interval == 0 or state.epoch == state.epochs:
-            self._save(f"x3d-epoch{state.epoch:04d}.ckpt", state)
+            self._save(f"epoch{state.epoch:04d}.ckpt", state)
             prune_checkpoints(self.dir, self.keep)
         state.last_checkpoint = self._save("last.ckpt", state)
 

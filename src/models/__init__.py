@@ -1,13 +1,20 @@
-"""Models and layers (importing this registers x3d_xs .. x3d_l in ``MODELS``)."""
-from .layers import ChannelwiseConv3d, SpatialConv3d, BatchNorm3d, set_default_impl  # noqa: F401
-from .fold import fold_batchnorm  # noqa: F401
-from .x3d import X3D, create_x3d, count_params, round_width  # noqa: F401
-
+"""The model zoo: importing this registers every model in ``MODELS`` (see ``base.py`` for the
+contract each follows and ``docs/models.md`` for adding one)."""
 from typing import Any
 
 from ..registry import MODELS, build_from_cfg
+from .base import (PretrainedCfg, VideoClassifier, count_params, register_model,  # noqa: F401
+                   resolve_pretrained_cfg)
+from .fold import fold_batchnorm  # noqa: F401
+from .layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, set_default_impl  # noqa: F401
+from .x3d import X3D, create_x3d, round_width  # noqa: F401
 
 
-def build_model(model_cfg: Any, **runtime_args: Any) -> X3D:
+def build_model(model_cfg: Any, **runtime_args: Any) -> VideoClassifier:
     """Build the network described by a config's ``model`` section."""
     return build_from_cfg(model_cfg, MODELS, where="model", **runtime_args)
+
+
+def list_models() -> list:
+    """Registered model names (each has a default record, ``resolve_pretrained_cfg(name)``)."""
+    return list(MODELS)

@@ -47,12 +47,15 @@ class PretrainedCfg:
     value_range: float = 1.0
     channel_order: str = "RGB"
     target_fps: Optional[float] = None
+    train_jitter: Optional[Tuple[int, int]] = None  # RandomShortSideScale (min, max) of the recipe
     dataset: str = ""                   # what the published weights were trained on
     paper: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if self.train_jitter is not None:
+            d["train_jitter"] = list(self.train_jitter)
         return d
 
     def replace(self, **changes: Any) -> "PretrainedCfg":
@@ -115,6 +118,10 @@ class VideoClassifier(nn.Cell):
         """Multiply-adds of one clip of ``shape`` (C, T, H, W); default: the variant's train clip."""
         raise NotImplementedError
 
+    def export_problem(self, shape: Sequence[int], fmt: str) -> Optional[str]:
+        """Why a clip of ``shape`` (C, T, H, W) cannot be exported to ``fmt`` (None: it can)."""
+        return None
+
     def default_input_shape(self) -> Tuple[int, int, int, int]:
         c = self.pretrained_cfg
         return (3, c.num_frames, c.crop_size, c.crop_size)
@@ -125,13 +132,19 @@ PRETRAINED_CFGS: Dict[str, PretrainedCfg] = {}
 GEOMETRY_KEYS = ("num_classes", "num_frames", "crop_size")  # model kwargs that change the record
 
 
-def register_model(cfg: PretrainedCfg):
+def register_model(cfg: PretrainedCfg, *, signature_of: Optional[Any] = None):
     """Register a variant builder under its function name, with its default record::
 
-        @register_model(PretrainedCfg(num_classes=400, num_frames=4, ...))
+        @register_model(PretrainedCfg(num_classes=400, num_frames=4, ...), signature_of=create_x3d)
         def x3d_xs(**kwargs) -> X3D: ...
+
+    ``signature_of``: a ``**kwargs`` variant takes the keyword arguments of this builder, so
+    unknown config keys are rejected by name before anything is built.
     """
     def deco(fn):
+        if signature_of is not None:
+            import inspect
+            fn.__signature__ = inspect.signature(signature_of)
         MODELS.register(fn.__name__, fn)
         PRETRAINED_CFGS[fn.__name__] = cfg
         return fn

@@ -32,6 +32,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from ..registry import MODELS
+from .base import PretrainedCfg, VideoClassifier, attach_pretrained_cfg, count_params, register_model
 from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
                      ceil_div, global_avg_pool, PointwiseConv3d)
 
@@ -263,7 +264,7 @@ def create_x3d_head(*, dim_in: int, dim_inner: int, dim_out: int = 2048, num_cla
 
 
 # ----------------------------------------------------------------------------------- network
-class X3D(nn.Cell):
+class X3D(VideoClassifier):
     """stem -> res2..res5 (``forward_features``) -> head (``forward_head``)."""
 
     def __init__(self, *, stem: X3DStem, stages: Sequence[ResStage], head: X3DHead,
@@ -275,7 +276,7 @@ class X3D(nn.Cell):
         self.num_frames = num_frames
         self.crop_size = crop_size
         self.in_channels = in_channels
-        self.num_classes = head.dims[3]
+        self._num_classes = head.dims[3]
 
     def forward_features(self, x):
         _check_clip(x.shape, self.in_channels)
@@ -300,9 +301,32 @@ class X3D(nn.Cell):
             total += macs
         return total + self.head.flops(shape)
 
-    def classifier_names(self) -> List[str]:
-        """Parameters re-initialised when fine-tuning on another class count."""
-        return [p.name for p in self.head.projection.get_parameters()]
+    def export_problem(self, shape: Sequence[int], fmt: str) -> Optional[str]:
+        """ONNX: the head pools with a fixed window (T, ceil(train_crop/32), ...); a larger feature
+        map (a test crop above the train crop, e.g. 182 vs 160 for XS) makes it ``AvgPool3D``,
+        which MindSpore 2.x cannot write to ONNX. At the train crop the pool is global (a MatMul)."""
+        if fmt != "ONNX":
+            return None
+        _, frames, crop, _ = shape
+        side = crop
+        for _ in range(5):  # stem + res2..res5 each halve H and W (kernel 3, padding 1, stride 2)
+            side = (side + 1) // 2
+        kt, kh, kw = self.head.pool_kernel
+        if frames > kt or side > kh or side > kw:
+            return (f"a {frames}x{crop}x{crop} clip gives a {frames}x{side}x{side} head map, larger than the pool "
+                    f"window {kt}x{kh}x{kw}, so the head needs AvgPool3D, which MindSpore's ONNX exporter does "
+                    f"not support; use --crop {self.crop_size} (the train crop) or MINDIR")
+        return None
+
+    def get_classifier(self) -> nn.Cell:
+        return self.head.projection
+
+    def reset_classifier(self, num_classes: int) -> None:
+        dim_in, dim_inner, dim_out, _ = self.head.dims
+        self.head.projection = nn.Dense(dim_out, num_classes, weight_init=Normal(0.01), bias_init="zeros")
+        self.head.dims = (dim_in, dim_inner, dim_out, num_classes)
+        self._num_classes = num_classes
+        self.update_parameters_name()
 
 
 @ms.constexpr
@@ -347,8 +371,20 @@ def create_x3d(*, num_classes: int = 400, num_frames: int = 13, crop_size: int =
                in_channels=in_channels)
 
 
-# Variant defaults (paper / SlowFast configs). Test short side and train jitter live in the YAML.
-X3D_VARIANTS: Dict[str, Dict[str, Any]] = {
+# ----------------------------------------------------------------------------------- variants
+# Default records: the SlowFast Kinetics-400 recipe of each variant (configs/Kinetics/X3D_*.yaml):
+# frames x sampling rate, train crop, test short side = test crop (one 3-crop view covers it).
+# Train jitter: short side uniform in [test, 1.25 * test] (SlowFast TRAIN_JITTER_SCALES).
+def _k400(num_frames: int, sampling_rate: int, crop: int, test: int, jitter_max: int) -> PretrainedCfg:
+    return PretrainedCfg(num_classes=400, num_frames=num_frames, sampling_rate=sampling_rate, crop_size=crop,
+                         test_short_side=test, test_crop_size=test, train_jitter=(test, jitter_max),
+                         mean=(0.45, 0.45, 0.45),
+                         std=(0.225, 0.225, 0.225), value_range=1.0, channel_order="RGB",
+                         dataset="kinetics400", paper="Feichtenhofer, X3D, CVPR 2020")
+
+
+# What each variant passes to create_x3d (any of it overridable from the config's model section).
+VARIANT_ARGS: Dict[str, Dict[str, Any]] = {
     "x3d_xs": dict(num_frames=4, crop_size=160, depth_factor=2.2),
     "x3d_s": dict(num_frames=13, crop_size=160, depth_factor=2.2),
     "x3d_m": dict(num_frames=16, crop_size=224, depth_factor=2.2),
@@ -356,25 +392,38 @@ X3D_VARIANTS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def _variant(name: str):
-    def build(**kwargs: Any) -> X3D:
-        return create_x3d(**{**X3D_VARIANTS[name], **kwargs})
-    build.__name__ = name
-    build.__doc__ = f"{name.upper().replace('_', '-')}: create_x3d with {X3D_VARIANTS[name]} (any kwarg overridable)."
-    build.__signature__ = _signature_of_create_x3d()  # type: ignore[attr-defined]
-    return build
+def _build(name: str, kwargs: Dict[str, Any]) -> X3D:
+    return attach_pretrained_cfg(create_x3d(**{**VARIANT_ARGS[name], **kwargs}), name, kwargs)
 
 
-def _signature_of_create_x3d():
-    import inspect
-    return inspect.signature(create_x3d)
+@register_model(_k400(4, 12, 160, 182, 228), signature_of=create_x3d)
+def x3d_xs(**kwargs: Any) -> X3D:
+    """X3D-XS: 4 x 160^2 clips, depth factor 2.2 (0.63 GFLOPs, 3.79 M parameters)."""
+    return _build("x3d_xs", kwargs)
 
 
-for _name in X3D_VARIANTS:
-    MODELS.register(_name, _variant(_name))
-MODELS.register("x3d", create_x3d)
+@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d)
+def x3d_s(**kwargs: Any) -> X3D:
+    """X3D-S: 13 x 160^2 clips, depth factor 2.2 (2.03 GFLOPs, 3.79 M parameters)."""
+    return _build("x3d_s", kwargs)
 
 
-def count_params(net: nn.Cell) -> int:
-    """Trainable parameter count."""
-    return int(sum(p.size for p in net.trainable_params()))
+@register_model(_k400(16, 5, 224, 256, 320), signature_of=create_x3d)
+def x3d_m(**kwargs: Any) -> X3D:
+    """X3D-M: 16 x 224^2 clips, depth factor 2.2 (4.90 GFLOPs, 3.79 M parameters)."""
+    return _build("x3d_m", kwargs)
+
+
+@register_model(_k400(16, 5, 312, 356, 446), signature_of=create_x3d)
+def x3d_l(**kwargs: Any) -> X3D:
+    """X3D-L: 16 x 312^2 clips, depth factor 5.0 (18.93 GFLOPs, 6.15 M parameters)."""
+    return _build("x3d_l", kwargs)
+
+
+@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d)
+def x3d(**kwargs: Any) -> X3D:
+    """X3D from its expansion factors (``create_x3d``; its defaults, and this record, are X3D-S's)."""
+    return attach_pretrained_cfg(create_x3d(**kwargs), "x3d", kwargs)
+
+
+__all__ = ["X3D", "create_x3d", "x3d", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "count_params", "round_width"]

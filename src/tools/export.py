@@ -1,4 +1,4 @@
-"""Export a trained X3D to MINDIR or ONNX for deployment.
+"""Export a trained model to MINDIR or ONNX for deployment.
 
     python -m src.tools.export --config src/config/x3d_xs.yaml --ckpt best.ckpt \\
         --format MINDIR|ONNX --out x3d_xs.mindir [--batch N|dynamic] [--frames T] [--crop S]
@@ -6,7 +6,8 @@
 What is exported: the eval-mode network (``set_train(False)``) with every BatchNorm folded into the
 convolution before it (``--no-fold-bn`` keeps them), input float32 (N, 3, T, S, S),
 output (N, classes) softmax probabilities averaged over the head's positions (SlowFast testing).
-T defaults to the model's ``num_frames`` and S to ``infer.crop_size`` (the test crop). The batch
+T defaults to the model's ``num_frames`` and S to ``infer.crop_size`` (the test crop).
+The network comes from the one inference loader (``src/engine/inference.py``). The batch
 dimension is dynamic unless ``--batch N`` fixes it.
 
 The conv formulation is chosen for the format, since the CPU default (``custom``, an AOT C++
@@ -36,7 +37,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import ConfigError, add_config_args, config_from_args
+from ..cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from ..config import config_from_args
+from ..errors import UserError
 
 FORMATS = ("MINDIR", "ONNX")
 DEFAULT_IMPL = {"MINDIR": "fold", "ONNX": "native"}
@@ -45,7 +48,7 @@ EXTENSION = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 ONNX_BATCHES = (2, 3)  # the two batch sizes whose exports reveal the batch-dependent constants
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """Bad input or an unfaithful export: printed as one ``error:`` line, exit status 2."""
 
 
@@ -84,25 +87,13 @@ def check_out_path(out: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- model
-def build_for_export(model_cfg: Any, ckpt: str, conv_impl: str) -> Any:
-    """The checkpoint's network in eval mode, built with a portable conv formulation."""
-    from ..engine.checkpoint import CheckpointError, load_pretrained
-    from ..models import build_model
-    cfg = dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg)
-    cfg["conv_impl"] = conv_impl
-    cfg.setdefault("stem_impl", "native")
-    if cfg["stem_impl"] in ("auto", "im2col"):
-        cfg["stem_impl"] = "native"  # im2col's ops.pad (PadV3) has no ONNX converter
-    try:
-        net = build_model(cfg)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ExportError(f"model config: {e.args[0] if e.args else e}") from None
-    try:
-        load_pretrained(net, ckpt)
-    except CheckpointError as e:
-        raise ExportError(str(e)) from None
-    net.set_train(False)
-    return net
+def build_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False) -> Any:
+    """The checkpoint's network in eval mode (the inference loader), built with portable layers:
+    ``conv_impl`` for channelwise convolutions, ``native`` for the spatial stem convolution
+    (im2col's ops.pad has no ONNX converter)."""
+    from ..engine.inference import load_inference_model
+    return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn,
+                                impls={"channelwise": conv_impl, "spatial": "native"}).net
 
 
 def reference_scores(net: Any, clip: np.ndarray) -> np.ndarray:
@@ -137,20 +128,10 @@ def _import_onnx() -> Any:
 
 
 def check_onnx_head(net: Any, frames: int, crop: int) -> None:
-    """Refuse clips whose head pooling is a sliding AvgPool3D (no MindSpore ONNX converter).
-
-    The head pools with a fixed window (T, ceil(train_crop/32), ...); when the feature map is
-    larger (a test crop above the train crop, e.g. 182 vs 160 for XS) it becomes ``AvgPool3D``,
-    which MindSpore 2.x cannot write to ONNX. At the train crop the pool is global (a MatMul).
-    """
-    side = crop
-    for _ in range(5):  # stem + res2..res5 each halve H and W (kernel 3, padding 1, stride 2)
-        side = (side + 1) // 2
-    kt, kh, kw = net.head.pool_kernel
-    if frames > kt or side > kh or side > kw:
-        raise ExportError(f"ONNX: a {frames}x{crop}x{crop} clip gives a {frames}x{side}x{side} head map, larger "
-                          f"than the pool window {kt}x{kh}x{kw}, so the head needs AvgPool3D, which MindSpore's "
-                          f"ONNX exporter does not support; use --crop {net.crop_size} (the train crop) or MINDIR")
+    """Refuse clips the model says its ONNX graph cannot take (``VideoClassifier.export_problem``)."""
+    problem = net.export_problem((3, frames, crop, crop), "ONNX")
+    if problem:
+        raise ExportError(f"ONNX: {problem}")
 
 
 def _ms_export_onnx(net: Any, batch: int, shape: Tuple[int, int, int, int], path: str) -> Any:
@@ -274,7 +255,7 @@ def run_onnx(path: str, clip: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- driver
-def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
+def export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
            crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0,
            fold_bn: bool = True) -> Dict[str, Any]:
     """Export (BatchNorm folded into the convolutions unless ``fold_bn`` is False), verify
@@ -285,12 +266,9 @@ def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int
     if impl == "custom":
         raise ExportError("--conv-impl custom is an AOT ops.Custom kernel that other runtimes cannot load; "
                           "use fold or native")
-    net = build_for_export(model_cfg, ckpt, impl)
-    reference = net
-    if fold_bn:
-        from ..models import fold_batchnorm
-        reference = build_for_export(model_cfg, ckpt, impl) if verify else None
-        fold_batchnorm(net)
+    net = build_for_export(cfg, ckpt, impl, fold_bn=fold_bn)
+    # verified against the unfolded checkpoint network
+    reference = build_for_export(cfg, ckpt, impl) if (fold_bn and verify) else net
     if fmt == "ONNX":
         check_onnx_head(net, frames, crop)
     in_ch = int(getattr(net, "in_channels", 3))
@@ -333,8 +311,8 @@ def export(model_cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.tools.export", description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m src.tools.export", description=__doc__.split("\n")[0])
     parser.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt) to export")
     parser.add_argument("--format", default="MINDIR", help="MINDIR (default) or ONNX")
     parser.add_argument("--out", required=True, help="file to write (replaced atomically)")
@@ -349,25 +327,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the comparison of the written file with the checkpoint")
     add_config_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        fmt = parse_format(args.format)
-        batch = parse_batch(args.batch)
-        out = check_out_path(args.out)
-        cfg = config_from_args(args)
-        from ..context import init_context
-        init_context(cfg.context, args.device)
-        frames = args.frames or _model_default(cfg.model, "num_frames")
-        crop = args.crop or int(cfg.infer.crop_size if "infer" in cfg else _model_default(cfg.model, "crop_size"))
-        if frames < 1 or crop < 32:
-            raise ExportError(f"clip {frames} frames x {crop} crop: need >= 1 frame and crop >= 32")
-        summary = export(cfg.model, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
-                         conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)),
-                         fold_bn=args.fold_bn)
-    except (ExportError, ConfigError, KeyError, ValueError, OSError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
-        return 2
+    return parse_with_overrides(parser, argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    fmt = parse_format(args.format)
+    batch = parse_batch(args.batch)
+    out = check_out_path(args.out)
+    cfg = config_from_args(args)
+    from ..context import init_context
+    init_context(cfg.context, args.device)
+    frames = args.frames or int(cfg.model.num_frames)   # resolved from the model record
+    crop = args.crop or int(cfg.infer.crop_size)
+    if frames < 1 or crop < 32:
+        raise ExportError(f"clip {frames} frames x {crop} crop: need >= 1 frame and crop >= 32")
+    summary = export(cfg, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
+                     conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)),
+                     fold_bn=args.fold_bn)
     n = "N" if batch is None else str(batch)
     folded = ", BatchNorm folded" if summary["bn_folded"] else ""
     print(f"format: {fmt} (channelwise conv: {summary['conv_impl']}{folded})")
@@ -379,16 +356,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _model_default(model_cfg: Any, key: str) -> int:
-    """A model kwarg from the config, else the variant's default (``X3D_VARIANTS``)."""
-    from ..models.x3d import X3D_VARIANTS
-    if key in model_cfg:
-        return int(model_cfg[key])
-    variant = X3D_VARIANTS.get(model_cfg.get("type", ""), {})
-    if key not in variant:
-        raise ExportError(f"model.{key} is not set and model type '{model_cfg.get('type')}' has no default")
-    return int(variant[key])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

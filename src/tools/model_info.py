@@ -4,7 +4,7 @@ GFLOPs are multiply-adds counted analytically per layer (convolutions, linear la
 BatchNorm output element, the fvcore convention of the published X3D figures), at the config's
 train crop and clip length unless ``--crop`` / ``--frames`` say otherwise.
 
-    python -m src.tools.model_info --config src/config/x3d_xs.yaml [--crop 182]
+    python -m src.tools.model_info --config src/config/x3d_xs.yaml [--crop 182] [KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -12,26 +12,28 @@ import argparse
 import sys
 from typing import List, Optional
 
-from ..config import ConfigError, add_config_args, config_from_args
+from ..cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from ..config import config_from_args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.tools.model_info", description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m src.tools.model_info", description=__doc__.split("\n")[0])
     add_config_args(parser)
     parser.add_argument("--crop", type=int, default=None, help="spatial size (default: the model's train crop)")
     parser.add_argument("--frames", type=int, default=None, help="clip length (default: the model's)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        import mindspore as ms
-        ms.set_device("CPU")  # counting only: no kernels run
-        from ..models import build_model, count_params
-        net = build_model(cfg.model)
-    except (ConfigError, KeyError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    crop = args.crop or net.crop_size
-    frames = args.frames or net.num_frames
+    return parse_with_overrides(parser, argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    import mindspore as ms
+    ms.set_device("CPU")  # counting only: no kernels run
+    from ..models import build_model, count_params
+    net = build_model(cfg.model)
+    c = net.pretrained_cfg
+    crop = args.crop or c.crop_size
+    frames = args.frames or c.num_frames
     print(f"model: {cfg.model.type}")
     print(f"input: 3x{frames}x{crop}x{crop}")
     print(f"params: {count_params(net)}")
@@ -40,4 +42,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

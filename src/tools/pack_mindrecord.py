@@ -13,34 +13,34 @@ import sys
 import time
 from typing import List, Optional
 
-from ..config import ConfigError, add_config_args, config_from_args
-from ..data.errors import DataError
-from ..data.mindrecord import pack_mindrecord
-from ..data.pipeline import build_dataset
+from ..cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
+from ..config import config_from_args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m src.tools.pack_mindrecord", description=__doc__.split("\n")[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = ArgumentParser(prog="python -m src.tools.pack_mindrecord", description=__doc__.split("\n")[0])
     add_config_args(p)
     p.add_argument("--split", choices=["train", "eval"], required=True)
     p.add_argument("--out", required=True, help="output .mindrecord file (an index .json is written next to it)")
     p.add_argument("--short-side", type=int, default=None, help="resize frames to this short side first")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        from tqdm import tqdm
+    return parse_with_overrides(p, argv)
 
-        cfg = config_from_args(args)
-        ds = build_dataset(cfg, args.split)
-        t0 = time.time()
-        summary = pack_mindrecord(ds, args.out, short_side=args.short_side, quality=args.quality,
-                                  decoder=str(cfg.data_loader.decoder),
-                                  progress=None if args.no_progress else
-                                  (lambda it: tqdm(it, desc="pack", unit="video")))
-    except (ConfigError, DataError, KeyError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    cfg = config_from_args(args)  # imports MindSpore before the data modules (decord order)
+    from ..data.mindrecord import pack_mindrecord
+    from ..data.pipeline import build_dataset
+    ds = build_dataset(cfg, args.split)
+    t0 = time.time()
+    summary = pack_mindrecord(ds, args.out, short_side=args.short_side, quality=args.quality,
+                              decoder=str(cfg.data_loader.decoder),
+                              progress=None if args.no_progress else
+                              (lambda it: tqdm(it, desc="pack", unit="video")))
     print(f"packed {summary['videos']} videos ({summary['bytes'] / 2**20:.1f} MiB) to {args.out} "
           f"in {time.time() - t0:.1f} s; {len(summary['bad'])} skipped")
     for b in summary["bad"]:
@@ -49,4 +49,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -41,7 +41,7 @@ def test_training_writes_everything_and_follows_the_schedule(reference_run):
     import src.engine  # noqa: F401
 
     out, _, r = reference_run
-    for name in ("last.ckpt", "best.ckpt", "x3d-epoch0001.ckpt", "x3d-epoch0003.ckpt", "config.yaml",
+    for name in ("last.ckpt", "best.ckpt", "epoch0001.ckpt", "epoch0003.ckpt", "config.yaml",
                  "metrics.jsonl", "curves.png", "label_map.json", "train.log"):
         assert os.path.isfile(os.path.join(out, name)), name
     assert not [f for f in os.listdir(out) if f.endswith(".tmp.ckpt")]
@@ -144,4 +144,4 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     assert last.startswith("error: loss is ") and "at epoch 2" in last and "last.ckpt" in last
     _, meta = read_checkpoint(os.path.join(out, "last.ckpt"))
     assert meta["epoch"] == 1
-    assert not os.path.exists(os.path.join(out, "x3d-epoch0002.ckpt"))
+    assert not os.path.exists(os.path.join(out, "epoch0002.ckpt"))

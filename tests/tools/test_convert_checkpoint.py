@@ -25,7 +25,7 @@ import mindspore as ms  # noqa: E402
 
 from src.config import CONFIG_DIR, load_config  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.tools.checkpoint_map import BN_EPS, ConversionError, convert_state  # noqa: E402
+from src.models.x3d_weights import BN_EPS, ConversionError, convert_state  # noqa: E402
 from src.tools import convert_checkpoint as tool  # noqa: E402
 
 torch = pytest.importorskip("torch")

@@ -1,6 +1,8 @@
-"""Map published X3D state dicts (SlowFast / pytorchvideo) onto this package's parameter names.
+"""X3D's published weight layouts (SlowFast / pytorchvideo), mapped onto this package's names.
 
-Pure NumPy: the caller reads the torch file (``src/tools/convert_checkpoint.py``) and passes
+The model owns its weight layouts: ``src/tools/convert_checkpoint.py`` only reads the torch file
+and asks the registered layouts (``WEIGHT_LAYOUTS``: ``slowfast``, ``pytorchvideo``) to convert.
+Pure NumPy (torch and pytorchvideo are imported only by ``--verify``): the caller passes
 ``{key: ndarray}``; here every key is renamed, BatchNorm statistics get MindSpore's names,
 ``num_batches_tracked`` is dropped, and the result is checked against the model's parameter
 shapes. The conversion is strict: a source tensor without a place in the model, or a model
@@ -20,21 +22,25 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+import sys
+import types
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import UserError
+from .x3d import VARIANT_ARGS
+from .weights import BN_NAMES, WeightLayout, register_layout, strip_prefix
+
 LAYOUTS = ("slowfast", "pytorchvideo")
 BN_EPS = 1e-5
-BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-            "running_var": "moving_variance"}
 BN_STAT_LEAVES = ("running_mean", "running_var")
 DROPPED_LEAVES = ("num_batches_tracked",)
 # Blocks per stage (res2..res5) of the published variants, for "wrong variant?" hints.
 KNOWN_DEPTHS = {(3, 5, 11, 7): "X3D-XS/S/M (depth factor 2.2)", (5, 10, 25, 15): "X3D-L (depth factor 5.0)"}
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A checkpoint that does not fit the model (one-line message naming keys and shapes)."""
 
 
@@ -75,14 +81,6 @@ _RULES: Dict[str, List[Rule]] = {
 _DETECT = {"slowfast": "s1.pathway0_stem.", "pytorchvideo": "blocks.0.conv.conv_t."}
 
 
-def strip_prefix(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Drop a ``module.`` prefix (checkpoints saved from DataParallel/DDP wrappers)."""
-    keys = list(state)
-    if keys and all(k.startswith("module.") for k in keys):
-        return OrderedDict((k[len("module."):], v) for k, v in state.items())
-    return OrderedDict(state)
-
-
 def detect_layout(keys: Sequence[str]) -> Optional[str]:
     """'slowfast' or 'pytorchvideo' from the stem's key names; None when neither matches."""
     found = [name for name, prefix in _DETECT.items() if any(k.startswith(prefix) for k in keys)]
@@ -111,7 +109,7 @@ def rename(source_key: str, layout: str, bn_modules: Sequence[str] = ()) -> Opti
     return f"{ours}.{leaf}"
 
 
-def resolve_layout(keys: Sequence[str], layout: Optional[str] = None, where: str = "checkpoint") -> str:
+def resolve_x3d_layout(keys: Sequence[str], layout: Optional[str] = None, where: str = "checkpoint") -> str:
     """The layout to convert from: ``layout`` if given (checked against the keys), else detected."""
     detected = detect_layout([k[len("module."):] if k.startswith("module.") else k for k in keys])
     if layout is None:
@@ -177,7 +175,7 @@ def convert_state(state: Mapping[str, np.ndarray], target: Mapping[str, Sequence
     """
     state = strip_prefix(state)
     keys = list(state)
-    layout = resolve_layout(keys, layout, where)
+    layout = resolve_x3d_layout(keys, layout, where)
     bn_modules = {k.rpartition(".")[0] for k in keys if k.rpartition(".")[2] in BN_STAT_LEAVES}
     sources: Dict[str, str] = OrderedDict()
     unused: List[str] = []
@@ -242,3 +240,176 @@ def convert_state(state: Mapping[str, np.ndarray], target: Mapping[str, Sequence
     info = {"layout": layout, "read": len(keys), "dropped": dropped, "identity_bn": identity,
             "sources": dict(sources)}
     return params, info
+
+
+# ----------------------------------------------------------------------------------- verification
+def _import_torch() -> Any:
+    """``import torch`` with a one-line explanation when it is missing (never a runtime dependency)."""
+    try:
+        import torch
+    except ImportError:
+        raise UserError("--verify needs PyTorch, which is not a runtime dependency: pip install torch "
+                        "(the CPU build is enough)") from None
+    return torch
+
+
+def check_slowfast_cfg(path: str, extra: Mapping[str, Any], num_frames: int, crop_size: int) -> None:
+    """A SlowFast file carries its training config (YAML text): reject a frames/crop mismatch.
+
+    X3D-XS, S and M have identical parameter shapes, so only this tells them apart.
+    """
+    text = extra.get("cfg")
+    if not isinstance(text, str):
+        return
+    import yaml
+    try:
+        cfg = yaml.safe_load(text)
+        data = cfg.get("DATA", {})
+        frames, crop = int(data["NUM_FRAMES"]), int(data["TRAIN_CROP_SIZE"])
+    except Exception:
+        return  # not the expected dump: nothing to check against
+    if (frames, crop) != (num_frames, crop_size):
+        raise UserError(f"{path}: the checkpoint was trained on {frames} frames at crop {crop} (its cfg), "
+                        f"the config builds {num_frames} frames at crop {crop_size}: use the matching "
+                        f"variant's config (or --set model.num_frames=... model.crop_size=...)")
+
+
+# ----------------------------------------------------------------------------------- reference
+def import_pytorchvideo_create_x3d() -> Any:
+    """pytorchvideo's ``create_x3d``; fakes ``torchvision.ops`` if torchvision is absent.
+
+    pytorchvideo imports ``torchvision.ops.RoIAlign`` at module level for its detection head; the
+    X3D classifier never uses it.
+    """
+    _import_torch()
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        tv, tv_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+
+        class RoIAlign:  # placeholder: only referenced by pytorchvideo's RoI head
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                raise RuntimeError("torchvision is not installed (RoIAlign is a stub)")
+
+        tv_ops.RoIAlign = RoIAlign
+        tv.ops = tv_ops
+        sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, tv_ops
+    try:
+        from pytorchvideo.models.x3d import create_x3d
+    except ImportError as e:
+        raise UserError(f"--verify needs pytorchvideo: pip install --no-deps pytorchvideo==0.1.5 "
+                        f"fvcore iopath ({e})") from None
+    return create_x3d
+
+
+def reference_kwargs(model_cfg: Mapping[str, Any], net: Any) -> Dict[str, Any]:
+    """``create_x3d`` arguments of pytorchvideo for the network our config builds (logit head)."""
+    cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
+    args = {**VARIANT_ARGS.get(str(cfg.get("type")), {}), **cfg}
+    out: Dict[str, Any] = dict(input_clip_length=net.num_frames, input_crop_size=net.crop_size,
+                               model_num_class=net.num_classes, head_activation=None)
+    for ours, theirs in (("in_channels", "input_channel"), ("width_factor", "width_factor"),
+                         ("depth_factor", "depth_factor"), ("base_width", "stem_dim_in"),
+                         ("bottleneck_factor", "bottleneck_factor"), ("se_ratio", "se_ratio"),
+                         ("head_dim", "head_dim_out")):
+        if ours in args:
+            out[theirs] = args[ours]
+    if "stem_temporal_kernel" in args:
+        out["stem_conv_kernel_size"] = (int(args["stem_temporal_kernel"]), 3, 3)
+    return out
+
+
+_SF_TO_PV = [  # SlowFast module path -> pytorchvideo's (independent of the converter's rules)
+    (r"s1\.pathway0_stem\.conv_xy", "blocks.0.conv.conv_t"),
+    (r"s1\.pathway0_stem\.conv", "blocks.0.conv.conv_xy"),
+    (r"s1\.pathway0_stem\.bn", "blocks.0.norm"),
+    (r"head\.conv_5", "blocks.5.pool.pre_conv"),
+    (r"head\.conv_5_bn", "blocks.5.pool.pre_norm"),
+    (r"head\.lin_5", "blocks.5.pool.post_conv"),
+    (r"head\.projection", "blocks.5.proj"),
+]
+_SF_TO_PV_BLOCK = {"branch1": "branch1_conv", "branch1_bn": "branch1_norm", "branch2.a": "branch2.conv_a",
+                   "branch2.a_bn": "branch2.norm_a", "branch2.b": "branch2.conv_b",
+                   "branch2.b_bn": "branch2.norm_b.0", "branch2.se.fc1": "branch2.norm_b.1.block.0",
+                   "branch2.se.fc2": "branch2.norm_b.1.block.2", "branch2.c": "branch2.conv_c",
+                   "branch2.c_bn": "branch2.norm_c"}
+
+
+def slowfast_to_pytorchvideo_key(key: str) -> Optional[str]:
+    """A SlowFast X3D key under pytorchvideo's name (None: no counterpart)."""
+    module, _, leaf = key.rpartition(".")
+    for pattern, theirs in _SF_TO_PV:
+        if re.fullmatch(pattern, module):
+            return f"{theirs}.{leaf}"
+    m = re.fullmatch(r"s([2-5])\.pathway0_res(\d+)\.(.+)", module)
+    if m and m[3] in _SF_TO_PV_BLOCK:
+        return f"blocks.{int(m[1]) - 1}.res_blocks.{m[2]}.{_SF_TO_PV_BLOCK[m[3]]}.{leaf}"
+    return None
+
+
+def reference_model(create_x3d: Any, kwargs: Mapping[str, Any], state: Mapping[str, np.ndarray],
+                    layout: str) -> Any:
+    """pytorchvideo X3D (eval mode) holding the source weights, loaded strictly.
+
+    pytorchvideo source: its own state dict as is. SlowFast source: a BatchNorm is added after the
+    res2 block-0 shortcut conv (SlowFast has one there, pytorchvideo none) and the SlowFast keys
+    are renamed to pytorchvideo's with a table of their own, so the converter's rules are checked
+    against an independent path from the same source tensors.
+    """
+    import torch
+    model = create_x3d(**kwargs)
+    state = strip_prefix(state)
+    if layout == "slowfast":
+        block = model.blocks[1].res_blocks[0]
+        block.branch1_norm = torch.nn.BatchNorm3d(block.branch1_conv.out_channels)
+        renamed = {}
+        for key, value in state.items():
+            theirs = slowfast_to_pytorchvideo_key(key)
+            if theirs is None:
+                raise UserError(f"--verify: SlowFast key {key} has no pytorchvideo counterpart")
+            renamed[theirs] = value
+        state = renamed
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------- layouts
+class X3DLayout(WeightLayout):
+    """SlowFast or pytorchvideo X3D ``.pyth`` files."""
+
+    model_prefixes = ("x3d",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.describe = f"{_DETECT[name]}* keys"
+
+    def detect(self, keys: Sequence[str]) -> bool:
+        return detect_layout(list(keys)) == self.name
+
+    def build_kwargs(self, verify: bool) -> Dict[str, Any]:
+        # The head activation holds no parameters: with --verify one logit-head net serves both.
+        return {"head_activation": "none"} if verify else {}
+
+    def convert(self, state, net, *, where):
+        target = {name: tuple(p.shape) for name, p in net.parameters_and_names()}
+        return convert_state(state, target, layout=self.name, where=where)
+
+    def check_extra(self, extra, net, *, where):
+        if self.name == "slowfast":
+            check_slowfast_cfg(where, extra, net.num_frames, net.crop_size)
+
+    def reference_logits(self, net, model_cfg, state, clip):
+        torch = _import_torch()
+        create_x3d = import_pytorchvideo_create_x3d()
+        kwargs = reference_kwargs(model_cfg, net)
+        try:
+            ref = reference_model(create_x3d, kwargs, state, self.name)
+        except RuntimeError as e:
+            raise UserError(f"--verify: the pytorchvideo reference ({kwargs}) does not take these weights: "
+                            f"{str(e).splitlines()[0]}") from None
+        with torch.no_grad():
+            return ref(torch.from_numpy(clip)).numpy()
+
+
+for _name in LAYOUTS:
+    register_layout(X3DLayout(_name))
