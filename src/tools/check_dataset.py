@@ -3,7 +3,9 @@
     python -m src.tools.check_dataset --config CFG [--split train|eval|both] [--out DIR] [k=v ...]
 
 A video is too short when it has fewer frames than ``data_loader.min_frames`` (0 = the clip's
-``num_frames``). Exit code 0 if every listed file is fine, 1 otherwise; the bad files (with
+``num_frames``; not applied to frame folders read with ``pad_mode: loop``, which loop short
+clips). Frame-folder data sets are checked per folder: it exists, holds every frame up to its
+listed (or highest) number, and its first and last JPEGs decode. Exit code 0 if every listed file is fine, 1 otherwise; the bad files (with
 reasons) are written to ``{out}/check_{split}.txt`` when ``--out`` is given.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..config import ConfigError, add_config_args, config_from_args
 from ..data.decode import check_video
 from ..data.errors import DataError
 from ..data.pipeline import build_dataset
+from ..data.rawframes import frame_folders_of
 
 
 def check_split(cfg, split: str, out: Optional[str] = None, progress: bool = True) -> Dict[str, List[str]]:
@@ -28,16 +31,23 @@ def check_split(cfg, split: str, out: Optional[str] = None, progress: bool = Tru
     min_frames = int(dl.get("min_frames", 0) or 0) or ds.num_frames
     decoder = str(dl.get("decoder", "decord"))
     report: Dict[str, List[str]] = {"missing": list(ds.missing), "unreadable": [], "too_short": []}
-    for path in tqdm(ds.video_paths, desc=f"check {split}", unit="video", disable=not progress):
-        reason = check_video(path, min_frames, decoder)
-        if reason is not None:
+    frames = frame_folders_of(ds)
+    seen = set()
+    for i, path in enumerate(tqdm(ds.video_paths, desc=f"check {split}", unit="video", disable=not progress)):
+        if path in seen:  # the video-level protocol lists a video once per window
+            continue
+        seen.add(path)
+        reason = frames.check(ds, i, min_frames) if frames is not None else check_video(path, min_frames, decoder)
+        if reason == "frame folder not found":
+            report["missing"].append(path)
+        elif reason is not None:
             report["too_short" if reason.startswith("too short") else "unreadable"].append(f"{path}: {reason}")
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, f"check_{split}.txt"), "w", encoding="utf-8") as f:
             for kind, items in report.items():
                 f.writelines(f"{kind}\t{item}\n" for item in items)
-    report["total"] = [str(len(ds.video_paths) + len(ds.missing))]
+    report["total"] = [str(len(seen) + len(ds.missing))]
     return report
 
 

@@ -13,8 +13,13 @@ single frame therefore says nothing about the class (horizontal flips would swap
     ROOT/train.txt  ROOT/val.txt              (VideoList: "train/<class>/<file>.mp4 <label>")
     ROOT/label_map.json
 
+With ``--format frames`` (or ``both``) the same frames are also written as JPEG frame folders
+``ROOT/train/<class>/<class>_0000/img_00001.jpg ...`` with RawFrameList files
+``ROOT/train_frames.txt`` / ``ROOT/val_frames.txt`` (``train/<class>/<clip> <frames> <label>``),
+which ``src/config/demo_rawframes.yaml`` reads.
+
     python -m src.tools.make_demo_data ROOT [--seed 0] [--num-train 100] [--num-val 20]
-        [--size 96] [--frames 32] [--fps 25] [--workers 2]
+        [--size 96] [--frames 32] [--fps 25] [--workers 2] [--format video|frames|both]
 """
 from __future__ import annotations
 
@@ -126,14 +131,31 @@ def encode_mp4(path: str, frames: np.ndarray, fps: int = 25, crf: int = 20) -> N
             out.mux(packet)
 
 
-def _job(args: Tuple[str, int, int, int, int, int, int, int, int]) -> str:
-    root, split_id, label, i, seed, height, width, frames, fps = args
+FORMATS = ("video", "frames", "both")
+
+
+def write_jpegs(folder: str, frames: np.ndarray, quality: int = 90) -> None:
+    """Frames as ``folder/img_00001.jpg ...`` (the RawFrameList default names)."""
+    os.makedirs(folder, exist_ok=True)
+    for k, f in enumerate(frames):
+        Image.fromarray(f).save(os.path.join(folder, f"img_{k + 1:05d}.jpg"), quality=quality)
+
+
+def _job(args: Tuple[str, int, int, int, int, int, int, int, int, str]) -> Tuple[Optional[str], Optional[str]]:
+    root, split_id, label, i, seed, height, width, frames, fps, fmt = args
     split = ("train", "val")[split_id]
     name = CLASSES[label]
-    rel = f"{split}/{name}/{name}_{i:04d}.mp4"
+    rel = f"{split}/{name}/{name}_{i:04d}"
     rng = np.random.default_rng([seed, split_id, label, i])
-    encode_mp4(os.path.join(root, rel), render_video(label, rng, height, width, frames), fps)
-    return f"{rel} {label}"
+    clip = render_video(label, rng, height, width, frames)
+    video_line = frame_line = None
+    if fmt in ("video", "both"):
+        encode_mp4(os.path.join(root, rel + ".mp4"), clip, fps)
+        video_line = f"{rel}.mp4 {label}"
+    if fmt in ("frames", "both"):
+        write_jpegs(os.path.join(root, rel), clip)
+        frame_line = f"{rel} {len(clip)} {label}"
+    return video_line, frame_line
 
 
 def _parse_size(text: str) -> Tuple[int, int]:
@@ -149,10 +171,14 @@ def _parse_size(text: str) -> Tuple[int, int]:
 
 def make_demo_data(root: str, *, seed: int = 0, num_train: int = 100, num_val: int = 20,
                    height: int = 96, width: int = 96, frames: int = 32, fps: int = 25,
-                   workers: int = 1, classes: Optional[Sequence[str]] = None) -> List[str]:
-    """Write the demo data set under ``root``; returns the written list files' paths."""
+                   workers: int = 1, classes: Optional[Sequence[str]] = None,
+                   fmt: str = "video") -> List[str]:
+    """Write the demo data set under ``root`` as videos, frame folders or both (``fmt``); returns
+    the written list files' paths."""
     from ..data.labels import save_label_map
 
+    if fmt not in FORMATS:
+        raise ValueError(f"make_demo_data: fmt must be one of {FORMATS}, got {fmt!r}")
     names = list(classes or DEFAULT_CLASSES)
     labels = [CLASSES.index(n) for n in names]
     for split in ("train", "val"):
@@ -160,21 +186,25 @@ def make_demo_data(root: str, *, seed: int = 0, num_train: int = 100, num_val: i
             os.makedirs(os.path.join(root, split, n), exist_ok=True)
     out = []
     for split_id, count in ((0, num_train), (1, num_val)):
-        jobs = [(root, split_id, lab, i, seed, height, width, frames, fps)
+        jobs = [(root, split_id, lab, i, seed, height, width, frames, fps, fmt)
                 for lab in labels for i in range(count)]
         if workers > 1:
             import multiprocessing as mp
             with mp.get_context("spawn").Pool(workers) as pool:
-                lines = pool.map(_job, jobs, chunksize=8)
+                pairs = pool.map(_job, jobs, chunksize=8)
         else:
-            lines = [_job(j) for j in jobs]
-        if len(names) != len(CLASSES):  # a subset: relabel 0..k-1 in CLASSES order
-            remap = {lab: k for k, lab in enumerate(labels)}
-            lines = [f"{l.rsplit(' ', 1)[0]} {remap[int(l.rsplit(' ', 1)[1])]}" for l in lines]
-        path = os.path.join(root, ("train.txt", "val.txt")[split_id])
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        out.append(path)
+            pairs = [_job(j) for j in jobs]
+        for kind, suffix in ((0, ".txt"), (1, "_frames.txt")):
+            lines = [p[kind] for p in pairs if p[kind] is not None]
+            if not lines:
+                continue
+            if len(names) != len(CLASSES):  # a subset: relabel 0..k-1 in CLASSES order
+                remap = {lab: k for k, lab in enumerate(labels)}
+                lines = [f"{l.rsplit(' ', 1)[0]} {remap[int(l.rsplit(' ', 1)[1])]}" for l in lines]
+            path = os.path.join(root, ("train", "val")[split_id] + suffix)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+            out.append(path)
     save_label_map(names, os.path.join(root, "label_map.json"))
     return out
 
@@ -192,6 +222,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="encoding processes")
     p.add_argument("--classes", nargs="+", choices=CLASSES, default=None,
                    help=f"classes to generate (default: {' '.join(DEFAULT_CLASSES)})")
+    p.add_argument("--format", choices=FORMATS, default="video",
+                   help="H.264 videos + VideoLists, JPEG frame folders + RawFrameLists, or both")
     args = p.parse_args(argv)
     if args.num_train < 1 or args.num_val < 1 or args.frames < 2:
         print("error: --num-train/--num-val must be >= 1 and --frames >= 2", file=sys.stderr)
@@ -200,9 +232,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     h, w = args.size
     make_demo_data(args.root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                    height=h, width=w, frames=args.frames, fps=args.fps, workers=args.workers,
-                   classes=args.classes)
+                   classes=args.classes, fmt=args.format)
     n = len(args.classes or DEFAULT_CLASSES)
-    print(f"wrote {n * (args.num_train + args.num_val)} videos ({n} classes, {w}x{h}, "
+    kind = {"video": "videos", "frames": "frame folders", "both": "videos and frame folders"}[args.format]
+    print(f"wrote {n * (args.num_train + args.num_val)} {kind} ({n} classes, {w}x{h}, "
           f"{args.frames} frames) to {args.root} in {time.time() - t0:.1f} s")
     return 0
 
