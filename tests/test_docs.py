@@ -319,7 +319,17 @@ def _substitute(words: List[str], tmp_path: Path) -> List[str]:
     return [values.get(w, w) for w in words]
 
 
-RUN = [(w, c) for w, c in COMMANDS if c.startswith(RUN_PREFIXES) or "--help" in split_command(c)]
+def _run_list() -> List[Tuple[str, str]]:
+    seen, out = set(), []
+    for where, cmd in COMMANDS:
+        key = " ".join(split_command(cmd))
+        if key not in seen and (cmd.startswith(RUN_PREFIXES) or "--help" in split_command(cmd)):
+            seen.add(key)
+            out.append((where, cmd))
+    return out
+
+
+RUN = _run_list()  # each distinct command once
 
 
 def test_run_list_not_empty():
