@@ -10,7 +10,7 @@ from .labels import load_label_map, save_label_map
 from .mindrecord import MindRecordVideo, pack_mindrecord
 from .pipeline import BadFileLog, ClipSource, Loader, build_dataset, create_loader
 from .rawframes import (FrameFolders, Jester, RawFrameList, SomethingSomethingV1, frame_folders_of,
-                        windows_to_videos)
+                        windows_to_videos, with_video_protocol)
 from .sampling import consecutive_clip_indices, eval_clip_indices, frame_step, train_clip_indices
 from .transforms import Compose, build_transforms, eval_operations, infer_operations
 
@@ -22,4 +22,5 @@ __all__ = [
     "eval_clip_indices", "frame_step", "train_clip_indices", "Compose", "build_transforms",
     "eval_operations", "infer_operations", "FrameFolders", "Jester", "RawFrameList",
     "SomethingSomethingV1", "frame_folders_of", "windows_to_videos", "consecutive_clip_indices",
+    "with_video_protocol",
 ]

@@ -251,6 +251,25 @@ def windows_to_videos(video_ids: np.ndarray, scores: np.ndarray, labels: np.ndar
     return uniq, sums / np.bincount(inv)[:, None], out_labels
 
 
+def with_video_protocol(dataset_cfg: Any) -> Dict[str, Any]:
+    """A copy of a ``data_loader.eval.dataset`` config switched to the video-level protocol:
+    ``protocol: video`` for the frame-folder types, ``frames.protocol: video`` for UCF101 /
+    HMDB51 with frame folders. Video data sets have no frame counts at start-up: an error."""
+    from ..registry import _plain
+
+    cfg = _plain(dataset_cfg)
+    kind = cfg.get("type")
+    builder = DATASETS.get(kind) if kind in DATASETS else None
+    if isinstance(builder, type) and issubclass(builder, FrameFolderDataset):
+        cfg["protocol"] = "video"
+    elif isinstance(cfg.get("frames"), dict):
+        cfg["frames"] = dict(cfg["frames"], protocol="video")
+    else:
+        raise DataError(f"data_loader.eval.dataset: the video-level protocol needs frame folders "
+                        f"(RawFrameList, Jester, SomethingSomethingV1, or UCF101/HMDB51 with 'frames'), got type {kind!r}")
+    return cfg
+
+
 def _rate(name: str, sampling_rate: Optional[float], downsample: Optional[int]) -> float:
     if downsample is not None:
         if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample <= 0:
@@ -521,4 +540,4 @@ def attach_frames(ds: VideoDataset, listed: Sequence[Tuple[str, int]], video_dir
 
 
 __all__ = ["FrameFolders", "FrameFolderDataset", "RawFrameList", "Jester", "SomethingSomethingV1",
-           "attach_frames", "frame_folders_of", "windows_to_videos", "IMAGE_EXTENSIONS", "PROTOCOLS"]
+           "attach_frames", "frame_folders_of", "windows_to_videos", "with_video_protocol", "IMAGE_EXTENSIONS", "PROTOCOLS"]

@@ -355,6 +355,16 @@ def test_video_protocol_yields_every_window_once(tmp_path):
     assert [os.path.basename(p) for p, _ in ff.video_samples] == ["v0", "v1", "v2"]
 
 
+def test_with_video_protocol_switches_frame_sets_only():
+    from src.data.rawframes import with_video_protocol
+
+    ucf = {"type": "UCF101", "root": "r", "frames": {"dir": "f"}}
+    assert with_video_protocol(ucf)["frames"] == {"dir": "f", "protocol": "video"} and "protocol" not in ucf["frames"]
+    assert with_video_protocol({"type": "Jester", "root": "r"})["protocol"] == "video"
+    with pytest.raises(DataError, match="needs frame folders"):
+        with_video_protocol({"type": "VideoList", "root": "r"})
+
+
 def test_motion_configs_turn_flip_off():
     from src.config import CONFIG_DIR
 
