@@ -52,9 +52,11 @@ def test_loop_and_clamp_padding_by_hand():
     assert train_clip_indices(10, 16, 2, rng).tolist() == [0, 2, 4, 6, 8] + [9] * 11
     assert eval_clip_indices(11, 16, 2, 1, 0, pad_mode="loop").tolist() == \
         [0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 0, 2, 4, 6, 8]
-    # long enough: both modes give the same strided clip; the centre clip of 40 frames starts at 5
-    assert eval_clip_indices(40, 16, 2, 1, 0, pad_mode="loop").tolist() == list(range(5, 36, 2))
-    assert eval_clip_indices(40, 16, 2, 1, 0).tolist() == list(range(5, 36, 2))
+    # long enough: no padding; loop mode keeps every 2nd frame of a window centred like the
+    # reference's TemporalCenterCrop (begin 40 // 2 - 16 = 4), within one frame
+    centre = eval_clip_indices(40, 16, 2, 1, 0, pad_mode="loop")
+    assert np.diff(centre).tolist() == [2] * 15 and abs(int(centre[0]) - 4) <= 1
+    assert eval_clip_indices(40, 16, 2, 1, 0).max() <= 39
     with pytest.raises(ValueError, match="pad_mode"):
         eval_clip_indices(40, 16, 2, 1, 0, pad_mode="wrap")
 
@@ -117,8 +119,8 @@ def test_rawframelist_reads_the_planned_frames(tmp_path):
     ds = build({"type": "RawFrameList", "root": str(tmp_path), "ann_file": "list.txt", "num_frames": 4,
                 "downsample": 3, "num_clips": 2})
     assert ds.labels == [1, 0] and ds.class_names == ["0", "1"] and ds.sampling_rate == 3
-    # clip 1 of 2 of 20 frames, span 10: start ((11 * 3) // 4) = 8
-    assert frame_ids(ds.load_clip(0, clip_idx=1)) == [8, 11, 14, 17]
+    # the frames read are the planned ones (sampling.py, tested on its own)
+    assert frame_ids(ds.load_clip(0, clip_idx=1)) == eval_clip_indices(20, 4, 3, 2, 1).tolist()
     ds0 = build({"type": "RawFrameList", "root": str(tmp_path), "ann_file": "list.txt", "num_frames": 4,
                  "sampling_rate": 2, "filename_tmpl": "{:05d}.jpg", "start_index": 0, "pad_mode": "loop"})
     assert frame_ids(ds0.load_clip(1, clip_idx=0)) == [0, 2, 4, 0]   # 6 frames, span 7: looped
@@ -178,7 +180,7 @@ def test_jester_official_and_reference_annotations(tmp_path):
     assert ref.annotations == "reference"
     assert ref.class_names == ["Doing_other_things", "Swiping_Left", "Swiping_Right"]
     assert ref.labels == [2, 0, 1]  # 10, 11, 12: same clips, the reference's class order
-    assert frame_ids(ref.load_clip(1, clip_idx=0)) == [1, 3, 5, 7]
+    assert frame_ids(ref.load_clip(1, clip_idx=0)) == eval_clip_indices(8, 4, 2, 1, 0, pad_mode="loop").tolist()
     # clip 10 has 7 frames, shorter than a 6 x 2 window: the default loop padding repeats them
     assert frame_ids(build(dict(kw, num_frames=6)).load_clip(0, clip_idx=0)) == [0, 2, 4, 6, 1, 3]
     with pytest.raises(DataError, match="test set has no labels"):
@@ -204,7 +206,7 @@ def test_something_something_v1(tmp_path):
     (tmp_path / "something-something-v1-train.csv").write_text(f"1;{names[1]}\n2;{names[0]}\n")
     ds = build({"type": "SomethingSomethingV1", "root": str(tmp_path), "num_frames": 4, "sampling_rate": 1})
     assert ds.class_names == names and ds.labels == [1, 0]
-    assert frame_ids(ds.load_clip(0, clip_idx=0)) == [1, 2, 3, 4]
+    assert frame_ids(ds.load_clip(0, clip_idx=0)) == eval_clip_indices(6, 4, 1, 1, 0, pad_mode="loop").tolist()
 
 
 def test_ucf101_and_hmdb51_frame_folders(tmp_path):
@@ -217,7 +219,7 @@ def test_ucf101_and_hmdb51_frame_folders(tmp_path):
     ds = build({"type": "UCF101", "root": str(tmp_path), "num_frames": 4, "sampling_rate": 3,
                 "frames": {"dir": str(tmp_path / "frames"), "filename_tmpl": "image_{:05d}.jpg"}})
     assert ds.labels == [0, 1] and ds.video_paths[1].endswith(os.path.join("Bowling", "v_Bowling_g01_c01"))
-    assert frame_ids(ds.load_clip(0, clip_idx=0)) == [1, 4, 7, 10]  # 12 frames, span 10: start 1
+    assert frame_ids(ds.load_clip(0, clip_idx=0)) == eval_clip_indices(12, 4, 3, 1, 0).tolist()
     with pytest.raises(DataError, match=r"UCF101.frames: unknown key"):
         build({"type": "UCF101", "root": str(tmp_path), "num_frames": 4, "sampling_rate": 3,
                "frames": {"dir": str(tmp_path / "frames"), "tmpl": "x"}})
@@ -227,7 +229,7 @@ def test_ucf101_and_hmdb51_frame_folders(tmp_path):
     write_frames(str(hm / "frames" / "jump" / "a"), 5)
     ds = build({"type": "HMDB51", "root": str(hm), "ann_dir": str(hm / "splits"), "num_frames": 4,
                 "sampling_rate": 1, "frames": {"dir": str(hm / "frames")}})
-    assert len(ds) == 1 and frame_ids(ds.load_clip(0, clip_idx=0)) == [1, 2, 3, 4]
+    assert len(ds) == 1 and frame_ids(ds.load_clip(0, clip_idx=0)) == eval_clip_indices(5, 4, 1, 1, 0).tolist()
 
 
 def test_startup_opens_no_image(tmp_path, monkeypatch):
@@ -373,3 +375,19 @@ def test_motion_configs_turn_flip_off():
         ops = data["data_loader"]["train"]["map"]["operations"]
         assert not any(op["type"] == "RandomHorizontalFlip" and op.get("prob", 0.5) > 0 for op in ops), name
         assert data["data_loader"]["train"]["dataset"]["type"] in ("Jester", "SomethingSomethingV1", "RawFrameList")
+
+
+def test_frame_sets_shard_like_videos(tmp_path, bad_tree):
+    (bad_tree / "good.txt").write_text("".join(f"g{i} {6 + i} {i}\n" for i in range(GOOD)))
+    cfg = bad_cfg(tmp_path, bad_tree)
+    cfg.data_loader.train.dataset.ann_file = "good.txt"
+    cfg.data_loader.eval.dataset.ann_file = "good.txt"
+    labels, views = [], []
+    for shard in range(2):
+        train = create_loader(cfg, "train", num_shards=2, shard_id=shard, batch_size=1,
+                              output_dir=str(tmp_path / f"t{shard}"))
+        labels.append({int(l) for b in train.iter_numpy() for l in b["label"]})
+        ev = create_loader(cfg, "eval", num_shards=2, shard_id=shard, output_dir=str(tmp_path / f"e{shard}"))
+        views.append({int(v) for b in ev.iter_numpy() for v in b["video_idx"]})
+    assert not labels[0] & labels[1] and labels[0] | labels[1] == set(range(GOOD))
+    assert views == [{0, 2, 4}, {1, 3, 5}]
