@@ -70,16 +70,19 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     video_ids, scores, labels = agg.result()
     metrics = classification_metrics(scores, labels, loader.num_classes, names)
-    skipped = loader.num_videos - len(video_ids)
+    scored = set(int(v) for v in video_ids)
+    failed = [p for i, p in enumerate(loader.video_paths) if i not in scored]  # no views: not decodable
+    reasons = _bad_reasons(loader.bad_files_path)
 
     results: Dict[str, Any] = {
         "checkpoint": os.path.abspath(args.ckpt),
         "config": os.path.abspath(args.config),
         "views": {"num_clips": int(inf.num_clips), "num_crops": int(inf.num_crops),
                   "short_side": int(inf.short_side), "crop_size": int(inf.crop_size)},
+        **metrics,  # its num_videos counts the scored videos; the listed count follows
         "num_videos": int(loader.num_videos), "num_videos_scored": int(len(video_ids)),
-        "videos_skipped_unreadable": int(skipped), "seconds": round(seconds, 2),
-        **metrics,
+        "failed_videos": [{"video": p, "reason": reasons.get(p, "not decodable")} for p in failed],
+        "missing_videos": int(len(loader.missing_files)), "seconds": round(seconds, 2),
         "class_names": names,
         "videos": _top5(video_ids, scores, labels, loader.video_paths, names),
     }
@@ -88,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"top-1: {100 * metrics['top1']:.2f}%  top-5: {100 * metrics['top5']:.2f}%  "
           f"mean class accuracy: {100 * metrics['mean_class_accuracy']:.2f}%  "
-          f"({len(video_ids)} videos, {seconds:.1f} s)")
-    if skipped:
-        print(f"{skipped} unreadable videos had no views and are not scored (see {loader.bad_files_path})")
+          f"over {len(video_ids)} scored videos ({seconds:.1f} s)")
+    if failed:
+        print(f"{len(failed)} of {loader.num_videos} videos could not be decoded and are not scored "
+              f"(failed_videos in eval_results.json, reasons in {loader.bad_files_path})")
     worst = sorted(((a, n) for n, a in metrics["per_class_accuracy"].items() if a is not None))[:5]
     print("lowest per-class accuracy: " + ", ".join(f"{n} {100 * a:.1f}%" for a, n in worst))
     print(f"wrote {os.path.join(out, 'eval_results.json')} and {os.path.join(out, 'confusion_matrix.png')}")
@@ -104,6 +108,17 @@ def _top5(video_ids, scores, labels, paths: Sequence[str], names: Sequence[str])
         rows.append({"video": paths[vid], "label": int(y), "label_name": names[y],
                      "top5": [{"label": int(k), "name": names[k], "prob": round(float(s[k]), 6)} for k in top]})
     return rows
+
+
+def _bad_reasons(path: str) -> Dict[str, str]:
+    """``bad_files.txt`` (``path<TAB>reason`` lines) as a dict."""
+    out: Dict[str, str] = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                name, _, reason = line.rstrip("\n").partition("\t")
+                out.setdefault(name, reason)
+    return out
 
 
 def _write_json(obj: Any, path: str) -> None:

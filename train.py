@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from src.context import init_context, init_distributed
     from src.data import create_loader
     from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
-    from src.engine.trainer import (CheckpointSaver, MetricsWriter, ProgressLogger, TrainState, TrainStep,
-                                    Validation, fit)
+    from src.engine.trainer import (CheckpointSaver, MetricsWriter, PreciseBN, ProgressLogger, TrainState,
+                                    TrainStep, Validation, fit)
     from src.models import build_model, count_params
     from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
 
@@ -109,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
                               quiet=not main_rank)  # under msrun only rank 0 prints step/epoch lines
     callbacks = [progress]
     if main_rank:
-        callbacks += [Validation(net, val_loader, train_loader, interval=tc.eval_interval,
-                                 precise_bn_batches=tc.precise_bn_batches, finetune=tc.finetune, log=progress.log),
+        callbacks += [PreciseBN(net, train_loader, num_batches=tc.precise_bn_batches, finetune=tc.finetune,
+                                eval_interval=tc.eval_interval, ckpt_interval=tc.ckpt_interval,
+                                has_validation=val_loader is not None, log=progress.log),
+                      Validation(net, val_loader, interval=tc.eval_interval, finetune=tc.finetune, log=progress.log),
                       CheckpointSaver(step_cell, out, interval=tc.ckpt_interval, keep=tc.keep_checkpoint_max,
                                       config_yaml=config_yaml, class_names=classes, log=progress.log),
                       MetricsWriter(out, log_interval=tc.log_interval)]

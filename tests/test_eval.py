@@ -68,3 +68,37 @@ def test_eval_errors_are_one_line(setup):
     root, cfg, _ = setup
     r = run_py(["eval.py", "--config", cfg, "--ckpt", str(root / "missing.ckpt")])
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {root / 'missing.ckpt'}: checkpoint not found"]
+
+
+def test_bad_and_missing_videos_are_reported_not_substituted(setup, tmp_path):
+    root, cfg, ckpt = setup
+    import shutil
+    import yaml
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(root, "data"), data)
+    val = (data / "val.txt").read_text().split("\n")
+    good = [line for line in val if line.strip()]
+    (data / "val" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated" * 10)
+    (data / "val.txt").write_text("\n".join(good + ["val/broken.mp4 0", "val/absent.mp4 1"]) + "\n")
+    c = yaml.safe_load(open(cfg))
+    for split in ("train", "eval"):
+        c["data_loader"][split]["dataset"]["root"] = str(data)
+    c["data_loader"]["max_bad_fraction"] = 0.5
+    cfg2 = tmp_path / "cfg.yaml"
+    cfg2.write_text(yaml.safe_dump(c))
+    out = tmp_path / "eval"
+    r = run_py(["eval.py", "--config", str(cfg2), "--ckpt", ckpt, "--output", str(out), "--no-progress"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    # one visible warning for the missing file, with the counts and the list's path
+    warn = [line for line in r.stderr.splitlines() if line.startswith("warning:") and "missing" in line]
+    assert len(warn) == 1 and "8 videos listed, 7 found, 1 missing" in warn[0]
+    assert str(out / "missing_files.txt") in warn[0]
+    assert (out / "missing_files.txt").read_text().split() == [str(data / "val" / "absent.mp4")]
+    res = json.load(open(out / "eval_results.json"))
+    assert res["num_videos"] == 7 and res["num_videos_scored"] == 6 and res["missing_videos"] == 1
+    assert [f["video"] for f in res["failed_videos"]] == [str(data / "val" / "broken.mp4")]
+    assert np.array(res["confusion_matrix"]).sum() == 6          # accuracy over the scored videos only
+    assert sorted(v["video"] for v in res["videos"]) == sorted(str(data / line.split()[0]) for line in good)
+    assert "1 of 7 videos could not be decoded" in r.stdout and "over 6 scored videos" in r.stdout
+    bad = (out / "bad_files.txt").read_text().splitlines()
+    assert len(bad) == 1 and bad[0].startswith(str(data / "val" / "broken.mp4") + "\t")

@@ -72,6 +72,9 @@ def _merge(base: Dict[str, Any], new: Dict[str, Any], prefix: str, source: str) 
                 out[key] = _merge(old, value, path + ".", source)
         elif isinstance(old, dict) and value is not None and not _is_component(old):
             raise ConfigError(f"{source}: '{path}' must be a mapping, got {type(value).__name__}")
+        elif isinstance(old, list) and isinstance(value, dict):
+            raise ConfigError(f"{source}: '{path}' is a list: give the whole list ({path}=[...]) "
+                              f"or set it in a config file")
         else:
             out[key] = value
     return out

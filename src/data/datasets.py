@@ -12,6 +12,7 @@ import csv
 import logging
 import os
 import re
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -99,11 +100,14 @@ class VideoDataset:
             if self.output_dir:
                 os.makedirs(self.output_dir, exist_ok=True)
                 path = os.path.join(self.output_dir, MISSING_FILES)
-                with open(path, "w", encoding="utf-8") as f:
+                tmp = f"{path}.tmp{os.getpid()}"
+                with open(tmp, "w", encoding="utf-8") as f:
                     f.writelines(p + "\n" for p in self.missing)
-                where = f"; list written to {path}"
-            logger.warning("%s: %d of %d listed videos are missing (e.g. %s)%s", source,
-                           len(missing), len(listed), missing[0][0], where)
+                os.replace(tmp, path)
+                where = f"; missing ones listed in {path}"
+            # one visible line on every entry point (train, eval, check_dataset), not a log record
+            print(f"warning: {source}: {len(listed)} videos listed, {len(ok)} found, {len(missing)} missing "
+                  f"(e.g. {missing[0][0]}){where}", file=sys.stderr, flush=True)
 
     # -- access -----------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -89,8 +89,10 @@ class ClipSource:
     Train item ``i`` = a random clip of video ``i`` -> ``(video, label)``. Eval item ``i`` = view
     ``i % views`` of video ``i // views`` (view = clip * num_crops + crop) -> ``(video, label,
     video_idx, view_idx)``; ``sample_ids`` restricts it to a shard. A video that fails to decode
-    or has fewer than ``min_frames`` frames is logged and replaced (train: a random sample; eval:
-    the same view of the next video, which carries its own indices) up to ``MAX_TRIES`` times.
+    or has fewer than ``min_frames`` frames is logged (``bad_files.txt``) and remembered, so this
+    process never opens it again. Train: a random sample replaces it (up to ``MAX_TRIES`` draws).
+    Eval: no substitute; its views come out as zero clips with ``video_idx = -1``, which the
+    aggregation skips, so the video is not scored and no other video is scored twice.
     """
 
     def __init__(self, dataset: VideoDataset, transform: Compose, *, train: bool,
@@ -111,6 +113,8 @@ class ClipSource:
         self.seed = int(seed)
         self.epoch = 0
         self._cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self._known_bad: Dict[int, tuple] = {}  # video index -> (path, reason), per process
+        self._placeholder: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return self.total if self.sample_ids is None else len(self.sample_ids)
@@ -132,6 +136,25 @@ class ClipSource:
             raise DataError(f"{n_bad} of {n} videos failed to decode ({100.0 * n_bad / n:.1f}%), more than "
                             f"data_loader.max_bad_fraction={self.max_bad_fraction}; see {self.bad_log.list_path}")
 
+    def _load(self, vid: int, clip_idx: Optional[int], crop_idx: int, rng: np.random.Generator) -> np.ndarray:
+        """One transformed clip; a known-bad video raises without being opened again."""
+        if vid in self._known_bad:
+            raise VideoDecodeError(*self._known_bad[vid])
+        try:
+            frames = self._frames(vid, clip_idx, rng)
+        except VideoDecodeError as e:
+            self._known_bad[vid] = (e.path, e.reason)
+            raise
+        return self.transform(frames, crop_index=crop_idx, rng=rng)
+
+    def _empty_view(self) -> np.ndarray:
+        """A zero clip of the transform's output shape (the placeholder of a failed eval video)."""
+        if self._placeholder is None:
+            size = 2 * max(256, *(int(getattr(op, "size", 0) or 0) for op in self.transform.ops))
+            dummy = np.zeros((self.dataset.num_frames, size, size, 3), np.uint8)
+            self._placeholder = np.zeros_like(np.asarray(self.transform(dummy, crop_index=0), np.float32))
+        return self._placeholder
+
     def __getitem__(self, i: int):
         i = int(i)
         gid = int(self.sample_ids[i]) if self.sample_ids is not None else i
@@ -139,22 +162,26 @@ class ClipSource:
         rng = np.random.default_rng([self.seed, self.epoch, gid])
         vid, view = divmod(gid, self.views)
         clip_idx, crop_idx = divmod(view, self.num_crops)
+        if not self.train:
+            try:
+                video = self._load(vid, clip_idx, crop_idx, rng)
+            except VideoDecodeError as e:
+                self._on_bad(e.path, e.reason)
+                return (self._empty_view(), np.array(self.dataset.samples[vid][1], np.int32),
+                        np.array(-1, np.int32), np.array(view, np.int32))
+            return (np.ascontiguousarray(video, dtype=np.float32), np.array(self.dataset.samples[vid][1], np.int32),
+                    np.array(vid, np.int32), np.array(view, np.int32))
         for _ in range(MAX_TRIES):
             try:
-                frames = self._frames(vid, None if self.train else clip_idx, rng)
-                video = self.transform(frames, crop_index=crop_idx, rng=rng)
+                video = self._load(vid, None, crop_idx, rng)
                 break
             except VideoDecodeError as e:
                 self._on_bad(e.path, e.reason)
-                vid = int(rng.integers(len(self.dataset))) if self.train else (vid + 1) % len(self.dataset)
+                vid = int(rng.integers(len(self.dataset)))
         else:
             raise DataError(f"{MAX_TRIES} videos in a row failed to decode (last: "
                             f"{self.dataset.samples[vid][0]}); see {self.bad_log.list_path}")
-        video = np.ascontiguousarray(video, dtype=np.float32)
-        label = np.array(self.dataset.samples[vid][1], np.int32)
-        if self.train:
-            return video, label
-        return video, label, np.array(vid, np.int32), np.array(view, np.int32)
+        return np.ascontiguousarray(video, dtype=np.float32), np.array(self.dataset.samples[vid][1], np.int32)
 
 
 class Loader:

@@ -1,15 +1,22 @@
-"""Temporal sampling as SlowFast/mmaction2 do it.
+"""Temporal sampling exactly as SlowFast (``datasets/decoder.py``) and pytorchvideo do it.
 
-A clip is ``num_frames`` frames spaced by ``sampling_rate`` source frames (rescaled by
-``fps / target_fps`` when a target frame rate is given), spanning ``(num_frames-1)*step + 1``
-frames. Train: one clip at a uniformly random start. Eval: ``num_clips`` clips whose starts sit at
-the centres of ``num_clips`` equal segments of the valid start range (deterministic; a single
-clip is the centre clip). Indices past the end of a short video are clamped to its last frame
-(``pad_mode="clamp"``) or, as the Efficient 3D CNN reference does, looped from the clip's start
-(``pad_mode="loop"``: frame ``start + offset mod (video_frames - start)``).
+A clip of ``num_frames`` (T) frames at ``sampling_rate`` (r) covers ``clip_size = r * T *
+fps / target_fps`` source frames (``r * T`` when ``target_fps`` is null: the rate then counts the
+video's own frames, whatever its fps). Its frames are ``floor(linspace(start, start + clip_size -
+1, T))``, clamped to the last frame of a video shorter than the clip. With ``delta = max(frames -
+clip_size, 0)`` the start is: train, uniform in ``[0, delta]``; test with ``N >= 2`` clips,
+``delta * i / N`` for clip ``i`` (0 .. N-1); a single test clip, ``delta / 2`` (the centre clip,
+deterministic, as one-view validation uses).
 
-:func:`consecutive_clip_indices` plans the reference's video-level test: consecutive
-non-overlapping windows of ``num_frames`` frames from frame 0, each looped to fill its clip.
+``pad_mode="loop"`` is the Efficient-3DCNNs reference instead (its frame-folder data): a window of
+``T * r`` consecutive frames from a whole-frame start, every ``r``-th kept (the reference's
+``downsample``), and a window running past the end of the video loops back to its start
+(``start + offset mod (frames - start)``, the reference's LoopPadding).
+:func:`consecutive_clip_indices` plans the reference's video-level test.
+
+Worked example, X3D-XS (T=4, r=12, target_fps 30) on a 25 fps video of 250 frames:
+clip_size = 12 * 4 * 25 / 30 = 40, delta = 210; the single test clip starts at 105 and takes
+floor(linspace(105, 144, 4)) = [105, 118, 131, 144]; test clip 3 of 10 starts at 63.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import numpy as np
 
 def frame_step(sampling_rate: float, fps: Optional[float] = None,
                target_fps: Optional[float] = None) -> float:
-    """Source frames between sampled frames: ``sampling_rate``, times ``fps/target_fps`` if both set."""
+    """Source frames per sampled frame: ``sampling_rate``, times ``fps/target_fps`` if both set."""
     if sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
     if target_fps and fps:
@@ -28,49 +35,66 @@ def frame_step(sampling_rate: float, fps: Optional[float] = None,
     return float(sampling_rate)
 
 
-def clip_offsets(num_frames: int, step: float) -> np.ndarray:
-    """Offsets of the frames of one clip from its first frame."""
+def clip_size(num_frames: int, sampling_rate: float, fps: Optional[float] = None,
+              target_fps: Optional[float] = None) -> float:
+    """Source frames one clip covers: ``sampling_rate * num_frames * fps / target_fps``."""
     if num_frames <= 0:
         raise ValueError(f"num_frames must be > 0, got {num_frames}")
-    return np.round(np.arange(num_frames) * step).astype(np.int64)
+    return frame_step(sampling_rate, fps, target_fps) * num_frames
 
 
 PAD_MODES = ("clamp", "loop")
 
 
-def _finish(start: int, offsets: np.ndarray, video_frames: int, pad_mode: str = "clamp") -> np.ndarray:
-    if pad_mode == "loop":  # the reference's LoopPadding: repeat the frames from the clip's start
-        return (start + offsets % max(video_frames - start, 1)).astype(np.int64)
+def clip_at(start: float, size: float, num_frames: int, video_frames: int, pad_mode: str = "clamp") -> np.ndarray:
+    """``clamp``: ``floor(linspace(start, start + size - 1, T))`` clamped to ``[0, video_frames - 1]``.
+    ``loop``: ``s + (k * size / T) mod (video_frames - s)`` with ``s = floor(start)``."""
+    if pad_mode == "loop":
+        s = int(np.floor(start + 1e-9))
+        offsets = np.floor(np.arange(int(num_frames)) * (size / num_frames) + 1e-9).astype(np.int64)
+        return (s + offsets % max(int(video_frames) - s, 1)).astype(np.int64)
     if pad_mode != "clamp":
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-    return np.clip(start + offsets, 0, max(video_frames - 1, 0)).astype(np.int64)
+    idx = np.floor(np.linspace(float(start), float(start) + size - 1.0, int(num_frames)) + 1e-9)
+    return np.clip(idx, 0, max(int(video_frames) - 1, 0)).astype(np.int64)
+
+
+def clip_offsets(num_frames: int, step: float) -> np.ndarray:
+    """Offsets of the frames of a clip that starts on a whole frame (``step`` = ``frame_step``)."""
+    return clip_at(0.0, step * num_frames, num_frames, 1 << 62)
 
 
 def train_clip_indices(video_frames: int, num_frames: int, sampling_rate: float,
                        rng: np.random.Generator, fps: Optional[float] = None,
                        target_fps: Optional[float] = None, pad_mode: str = "clamp") -> np.ndarray:
-    """One random clip: start uniform in ``[0, max(video_frames - span, 0)]``."""
-    offsets = clip_offsets(num_frames, frame_step(sampling_rate, fps, target_fps))
-    delta = max(video_frames - int(offsets[-1]) - 1, 0)
-    start = int(rng.integers(0, delta + 1))
-    return _finish(start, offsets, video_frames, pad_mode)
+    """One random clip: start uniform in ``[0, max(video_frames - clip_size, 0)]`` (``loop``: a
+    whole frame in ``[0, max(video_frames - clip_size - 1, 0)]``, the reference's TemporalRandomCrop)."""
+    size = clip_size(num_frames, sampling_rate, fps, target_fps)
+    delta = max(video_frames - size, 0.0)
+    if pad_mode == "loop":  # TemporalRandomCrop: begin = randint(0, max(0, frames - size - 1))
+        start = float(rng.integers(0, max(int(video_frames - size) - 1, 0) + 1))
+    else:
+        start = rng.uniform(0.0, delta)
+    return clip_at(start, size, num_frames, video_frames, pad_mode)
 
 
-def eval_clip_start(video_frames: int, span: int, num_clips: int, clip_idx: int) -> int:
-    """Start of clip ``clip_idx`` of ``num_clips``: centre of its segment of the start range."""
+def eval_clip_start(video_frames: int, size: float, num_clips: int, clip_idx: int) -> float:
+    """Start of test clip ``clip_idx`` of ``num_clips``: ``delta * i / N``; one clip: ``delta / 2``."""
     if not 0 <= clip_idx < num_clips:
         raise ValueError(f"clip_idx {clip_idx} out of range for num_clips={num_clips}")
-    delta = max(video_frames - span, 0)
-    return min(delta, ((delta + 1) * (2 * clip_idx + 1)) // (2 * num_clips))
+    delta = max(video_frames - size, 0.0)
+    if num_clips == 1:
+        return delta / 2.0
+    return delta * clip_idx / num_clips
 
 
 def eval_clip_indices(video_frames: int, num_frames: int, sampling_rate: float, num_clips: int,
                       clip_idx: int, fps: Optional[float] = None,
                       target_fps: Optional[float] = None, pad_mode: str = "clamp") -> np.ndarray:
-    """Frame indices of eval clip ``clip_idx`` of ``num_clips`` uniformly spaced clips."""
-    offsets = clip_offsets(num_frames, frame_step(sampling_rate, fps, target_fps))
-    start = eval_clip_start(video_frames, int(offsets[-1]) + 1, num_clips, clip_idx)
-    return _finish(start, offsets, video_frames, pad_mode)
+    """Frame indices of test clip ``clip_idx`` of ``num_clips``."""
+    size = clip_size(num_frames, sampling_rate, fps, target_fps)
+    return clip_at(eval_clip_start(video_frames, size, num_clips, clip_idx), size, num_frames, video_frames,
+                   pad_mode)
 
 
 def consecutive_clip_indices(video_frames: int, num_frames: int, sampling_rate: float,
@@ -83,6 +107,7 @@ def consecutive_clip_indices(video_frames: int, num_frames: int, sampling_rate: 
     sampled at ``sampling_rate`` (the reference's downsample) and looped when shorter than the clip."""
     if video_frames <= 0:
         raise ValueError(f"video_frames must be > 0, got {video_frames}")
-    offsets = clip_offsets(num_frames, frame_step(sampling_rate, fps, target_fps))
+    step = frame_step(sampling_rate, fps, target_fps)
+    offsets = np.floor(np.arange(num_frames) * step + 1e-9).astype(np.int64)
     starts = list(range(0, max(video_frames - 1, 1), num_frames))
     return np.stack([s + offsets % min(num_frames, video_frames - s) for s in starts]).astype(np.int64)

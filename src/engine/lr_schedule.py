@@ -2,8 +2,9 @@
 
 Each builder returns a float32 array with one value per training step (``epochs x
 steps_per_epoch``); the optimizer indexes it with its global step, so resuming at step ``s``
-continues with exactly ``lr[s]``. ``base_lr`` is scaled by ``global_batch / reference_batch_size``
-when ``reference_batch_size`` is set (the linear scaling rule the references use).
+continues with exactly ``lr[s]``. When ``reference_batch_size`` is set, every rate of the schedule
+(``base_lr``, ``warmup_start_lr``, ``eta_min``) is scaled by ``global_batch / reference_batch_size``
+together, as SlowFast scales BASE_LR, WARMUP_START_LR and COSINE_END_LR (the linear scaling rule).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def cosine_warmup(*, base_lr: float, epochs: int, steps_per_epoch: int, warmup_e
     epochs; during the first ``warmup_epochs`` a line from ``warmup_start_lr`` to the cosine value
     at the end of warmup."""
     lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    warmup_start_lr = scaled_lr(warmup_start_lr, global_batch_size, reference_batch_size)
+    eta_min = scaled_lr(eta_min, global_batch_size, reference_batch_size)
     t = _steps(epochs, steps_per_epoch) / steps_per_epoch  # epoch as a float, like SlowFast's cur_epoch
     cosine = eta_min + (lr0 - eta_min) * (np.cos(np.pi * t / epochs) + 1.0) * 0.5
     if warmup_epochs > 0:
@@ -52,6 +55,7 @@ def constant(*, base_lr: float, epochs: int, steps_per_epoch: int, global_batch_
              warmup_start_lr: float = 0.0) -> np.ndarray:
     """A constant rate, optionally after a linear warmup from ``warmup_start_lr``."""
     lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    warmup_start_lr = scaled_lr(warmup_start_lr, global_batch_size, reference_batch_size)
     t = _steps(epochs, steps_per_epoch) / steps_per_epoch
     lr = np.full_like(t, lr0)
     if warmup_epochs > 0:
@@ -65,6 +69,7 @@ def multistep(*, base_lr: float, epochs: int, steps_per_epoch: int, milestones: 
               warmup_epochs: float = 0.0, warmup_start_lr: float = 0.0) -> np.ndarray:
     """``base_lr * gamma ** k`` after the k-th milestone epoch, optionally after a linear warmup."""
     lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
+    warmup_start_lr = scaled_lr(warmup_start_lr, global_batch_size, reference_batch_size)
     t = _steps(epochs, steps_per_epoch) / steps_per_epoch
     k = np.searchsorted(np.asarray(sorted(milestones), np.float64), t, side="right")
     lr = lr0 * np.power(gamma, k)

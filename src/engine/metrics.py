@@ -20,14 +20,17 @@ class ViewAggregator:
         self.labels = np.full(num_videos, -1, np.int64)
 
     def add(self, scores: np.ndarray, video_idx: np.ndarray, labels: np.ndarray) -> None:
+        """Add views; rows with ``video_idx < 0`` (a video that failed to decode) are skipped."""
         scores = np.asarray(scores, np.float64)
         video_idx = np.asarray(video_idx, np.int64).reshape(-1)
         if scores.ndim != 2 or scores.shape[0] != video_idx.shape[0]:
             raise ValueError(f"scores must be (views, classes) matching video_idx, got {scores.shape} and "
                              f"{video_idx.shape}")
+        keep = video_idx >= 0
+        scores, video_idx, labels = scores[keep], video_idx[keep], np.asarray(labels, np.int64).reshape(-1)[keep]
         np.add.at(self.sums, video_idx, scores)
         np.add.at(self.counts, video_idx, 1)
-        self.labels[video_idx] = np.asarray(labels, np.int64).reshape(-1)
+        self.labels[video_idx] = labels
 
     def merge(self, other: "ViewAggregator") -> None:
         """Combine with another shard's aggregator (distributed evaluation)."""

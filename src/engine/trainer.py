@@ -119,7 +119,8 @@ def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
     for video, _label in loader.dataset.create_tuple_iterator(num_epochs=1):
         if used >= num_batches:
             break
-        before = [(c.moving_mean.asnumpy(), c.moving_variance.asnumpy()) for c in bns]
+        # copies: asnumpy() may share memory with the parameter, which the forward updates in place
+        before = [(c.moving_mean.asnumpy().copy(), c.moving_variance.asnumpy().copy()) for c in bns]
         net(video)
         for (old_m, old_v), c, acc in zip(before, bns, sums):
             m = float(c.momentum)  # torch convention: new = (1 - m) * old + m * batch
@@ -193,25 +194,52 @@ class ProgressLogger(Callback):
                  f"train loss {mean_loss:.4f}{val_text}; {self.loader.summary()}")
 
 
-class Validation(Callback):
-    """Single-view validation every ``interval`` epochs (and after the last), after precise BN."""
+def validation_due(epoch: int, epochs: int, interval: int) -> bool:
+    return interval > 0 and (epoch % interval == 0 or epoch == epochs)
 
-    def __init__(self, net: nn.Cell, loader: Any, train_loader: Any, *, interval: int,
-                 precise_bn_batches: int, finetune: str, log) -> None:
-        self.net, self.loader, self.train_loader = net, loader, train_loader
+
+def checkpoint_due(epoch: int, epochs: int, interval: int) -> bool:
+    """A periodic (``epochNNNN.ckpt``) or the final checkpoint is written after ``epoch``."""
+    return epoch % max(1, interval) == 0 or epoch == epochs
+
+
+class PreciseBN(Callback):
+    """SlowFast's precise BN: before each validation, each periodic checkpoint and the final one
+    (with or without a validation set), BatchNorm statistics become the plain average over
+    ``num_batches`` training batches. The per-epoch ``last.ckpt`` in between keeps the running
+    averages. Skipped for ``last_layer`` fine-tuning (the backbone's statistics are frozen)."""
+
+    def __init__(self, net: nn.Cell, train_loader: Any, *, num_batches: int, finetune: str, eval_interval: int,
+                 ckpt_interval: int, has_validation: bool, log) -> None:
+        self.net, self.train_loader = net, train_loader
+        self.num_batches, self.finetune = int(num_batches), finetune
+        self.eval_interval = int(eval_interval) if has_validation else 0
+        self.ckpt_interval = int(ckpt_interval)
+        self.log = log
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.num_batches <= 0 or self.finetune != "complete":
+            return
+        if not (validation_due(state.epoch, state.epochs, self.eval_interval)
+                or checkpoint_due(state.epoch, state.epochs, self.ckpt_interval)):
+            return
+        used = precise_bn(self.net, self.train_loader, self.num_batches)
+        self.net.train_mode(self.finetune)
+        self.log(f"precise BN: statistics recomputed over {used} batches")
+
+
+class Validation(Callback):
+    """Single-view validation every ``interval`` epochs (and after the last); runs after PreciseBN."""
+
+    def __init__(self, net: nn.Cell, loader: Any, *, interval: int, finetune: str, log) -> None:
+        self.net, self.loader = net, loader
         self.interval = int(interval)
-        self.precise_bn_batches = int(precise_bn_batches)
         self.finetune = finetune
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
-        if self.loader is None or self.interval <= 0:
+        if self.loader is None or not validation_due(state.epoch, state.epochs, self.interval):
             return
-        if state.epoch % self.interval and state.epoch != state.epochs:
-            return
-        if self.precise_bn_batches > 0 and self.finetune == "complete":
-            used = precise_bn(self.net, self.train_loader, self.precise_bn_batches)
-            self.log(f"precise BN: statistics recomputed over {used} batches")
         t0 = time.perf_counter()
         m = evaluate(self.net, self.loader)
         state.last_val = {"epoch": state.epoch, "top1": m["top1"], "top5": m["top5"],
@@ -241,7 +269,7 @@ class CheckpointSaver(Callback):
             state.best_top1 = val["top1"]
             self._save("best.ckpt", state)
             self.log(f"new best val top-1 {100 * val['top1']:.2f}% -> {os.path.join(self.dir, 'best.ckpt')}")
-        if state.epoch % self.interval == 0 or state.epoch == state.epochs:
+        if checkpoint_due(state.epoch, state.epochs, self.interval):
             self._save(f"epoch{state.epoch:04d}.ckpt", state)
             prune_checkpoints(self.dir, self.keep)
         state.last_checkpoint = self._save("last.ckpt", state)

@@ -8,7 +8,7 @@ Pure NumPy (torch and pytorchvideo are imported only by ``--verify``): the calle
 shapes. The conversion is strict: a source tensor without a place in the model, or a model
 parameter without a source tensor, is an error that lists both sides.
 
-Layouts (see the README "Pretrained weights" section):
+Layouts (see docs/weight_conversion.md):
 
 * SlowFast ``.pyth``: ``s1.pathway0_stem.{conv_xy,conv,bn}``, ``s{2..5}.pathway0_res{j}.*``,
   ``head.{conv_5,conv_5_bn,lin_5,projection}`` - the same module names as ours.

@@ -110,7 +110,7 @@ def test_variant_files_hold_only_what_differs_and_resolve_completely():
         for split in ("train", "eval"):
             ds = cfg["data_loader"][split]["dataset"]
             assert (ds["num_frames"], ds["sampling_rate"]) == (frames, rate)
-            assert ds["type"] == "Kinetics400"
+            assert ds["type"] == "Kinetics400" and ds["target_fps"] == 30  # SlowFast DATA.TARGET_FPS
         assert cfg["data_loader"]["train"]["map"]["operations"][1] == {"type": "RandomCrop", "size": crop}
         assert (cfg["infer"]["short_side"], cfg["infer"]["crop_size"]) == (test, test)
         assert cfg["model"]["num_classes"] == 400
@@ -154,3 +154,8 @@ def test_geometry_follows_model_overrides():
     # a model type override replaces the model section; the class count follows the new record
     cfg = load_config(os.path.join(CONFIG_DIR, "x3d_xs.yaml"), ["model={type: x3d_m}"])
     assert (cfg.model.num_classes, cfg.model.num_frames, cfg.data_loader.train.dataset.num_frames) == (400, 16, 16)
+
+
+def test_override_into_a_list_element_is_refused():
+    with pytest.raises(ConfigError, match=r"'data_loader.train.map.operations' is a list: give the whole list"):
+        load_config(os.path.join(CONFIG_DIR, "x3d_xs.yaml"), ["data_loader.train.map.operations.0.size=100"])

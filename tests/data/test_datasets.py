@@ -40,20 +40,19 @@ def test_label_map_roundtrip_and_formats(tmp_path):
         load_label_map(str(tmp_path / "bad.json"))
 
 
-def test_videolist_labels_missing_files_and_label_map(tmp_path, seed_video, caplog):
+def test_videolist_labels_missing_files_and_label_map(tmp_path, seed_video, capsys):
     root = tmp_path / "data"
     for rel in ["a/x 1.mp4", "b/y.avi", "b/z.mkv"]:
         put(seed_video, str(root / rel))
     (root / "train.txt").write_text("a/x 1.mp4 0\n# comment\nb/y.avi 1\n\nb/z.mkv 1\na/gone.mp4 0\n")
     save_label_map(["walk", "run"], str(root / "label_map.json"))
     out = tmp_path / "out"
-    with caplog.at_level(logging.WARNING, logger="src.data"):
-        ds = build({"type": "VideoList", "root": str(root), "ann_file": "train.txt", **CLIP},
-                   output_dir=str(out))
+    ds = build({"type": "VideoList", "root": str(root), "ann_file": "train.txt", **CLIP}, output_dir=str(out))
     assert ds.class_names == ["walk", "run"]
     assert [(os.path.relpath(p, root), l) for p, l in ds.samples] == [("a/x 1.mp4", 0), ("b/y.avi", 1), ("b/z.mkv", 1)]
-    warnings = [r for r in caplog.records if "missing" in r.getMessage()]
-    assert len(warnings) == 1 and "1 of 4 listed videos are missing" in warnings[0].getMessage()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "missing" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+    assert "4 videos listed, 3 found, 1 missing" in warnings[0] and str(out / "missing_files.txt") in warnings[0]
     assert (out / "missing_files.txt").read_text().strip().endswith("a/gone.mp4")
     # without a label map the names are the indices
     os.remove(root / "label_map.json")
@@ -143,6 +142,7 @@ def test_load_clip_uses_the_sampling(tmp_path):
     ds = build({"type": "VideoList", "root": str(tmp_path), "ann_file": "l.txt", "num_frames": 4,
                 "sampling_rate": 3, "num_clips": 2})
     clip = ds.load_clip(0, clip_idx=1)
-    # 20 frames, span 10 -> delta 10, clip 1 of 2 starts at floor(11*3/4) = 8: frames 8, 11, 14, 17
-    assert clip[:, 10].max(axis=-1).argmax(axis=1).tolist() == [16, 22, 28, 34]
+    # 20 frames, clip_size 3 * 4 = 12 -> delta 8, clip 1 of 2 starts at 8 * 1 / 2 = 4:
+    # floor(linspace(4, 15, 4)) = frames 4, 7, 11, 15 (the marker sits at column 2 * frame)
+    assert clip[:, 10].max(axis=-1).argmax(axis=1).tolist() == [8, 14, 22, 30]
     assert os.path.samefile(ds.video_paths[0], path)

@@ -36,7 +36,8 @@ def make_cfg(tmp_path, root, ann="good.txt", bad_fraction=0.05, workers=1, multi
     ops_tail = [{"type": "Rescale"}, {"type": "Normalize", "mean": [0.45] * 3, "std": [0.225] * 3},
                 {"type": "ToCTHW"}]
     ds = {"type": "VideoList", "root": str(root), "ann_file": ann, "num_frames": 4, "sampling_rate": 2}
-    cfg = {"data_loader": {
+    cfg = {"model": {"type": "x3d_xs", "num_frames": 4, "crop_size": 24},  # the clip geometry's source
+           "data_loader": {
         "max_bad_fraction": bad_fraction,
         "train": {"dataset": ds, "batch_size": 2, "num_parallel_workers": workers,
                   "python_multiprocessing": multiproc,
@@ -145,7 +146,34 @@ def test_eval_with_bad_files_completes(tmp_path, data):
     assert len(vids) == 12
     bad_idx = {4, 5, 6, 7}  # zero, text, cut, three in mixed.txt
     assert not bad_idx & set(vids.tolist())  # a bad video gets no views of its own
+    # ... and no substitute: each good video appears exactly once, the bad ones as -1 placeholders
+    assert sorted(vids.tolist()) == [-1] * 4 + [0, 1, 2, 3, 8, 9, 10, 11]
     assert loader.bad_count() >= 4
+
+
+def test_a_failed_file_is_not_opened_again_in_the_same_process(tmp_path, data, monkeypatch):
+    import src.data.datasets as datasets_module
+    opened = []
+    real = datasets_module.VideoReader
+
+    def counting(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets_module, "VideoReader", counting)
+    cfg = make_cfg(tmp_path, data, ann="mixed.txt", bad_fraction=0.5)
+    loader = create_loader(cfg, "train", output_dir=str(tmp_path / "o"))
+    source = loader.source
+    text_idx = 5  # text.mp4 in mixed.txt
+    for epoch in range(3):
+        source.epoch = epoch
+        video, label = source[text_idx]  # replaced by a random good sample every time
+        assert video.shape == (3, 4, 24, 24) and 0 <= int(label) < NUM_GOOD
+    assert opened.count("text.mp4") == 1           # decoded (and complained about) once
+    # ... but counted every time it was drawn (a replacement may draw another bad file too)
+    assert len([p for p in source.bad_log._events() if p == str(data / "text.mp4")]) >= 3
+    lines = (tmp_path / "o" / "bad_files.txt").read_text().splitlines()
+    assert [l.split("\t")[0] for l in lines].count(str(data / "text.mp4")) == 1
 
 
 def test_too_many_bad_files_stop_with_a_clear_error(tmp_path, data):

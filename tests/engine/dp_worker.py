@@ -6,8 +6,6 @@ initial and final trainable parameters saved to OUT/rank{R}_{init,final}.npz.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
 import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402,F401
 

@@ -46,3 +46,19 @@ def test_bad_schedule_arguments_fail_clearly():
         build_from_cfg(cosine_cfg(), LR_SCHEDULES, epochs=0, steps_per_epoch=4)
     with pytest.raises(KeyError, match="unknown key 'learning_rate.eta_max'"):
         build_from_cfg(cosine_cfg(eta_max=1.0), LR_SCHEDULES, where="learning_rate", epochs=1, steps_per_epoch=1)
+
+
+@pytest.mark.parametrize("global_batch", [16, 128, 256])
+def test_all_rates_scale_together_with_the_global_batch(global_batch):
+    # X3D-XS recipe: base 0.1, warmup from 0.01 over 35 of 300 epochs, end 0, for a batch of 128
+    # (SlowFast scales BASE_LR, WARMUP_START_LR and COSINE_END_LR by the same factor)
+    cfg = cosine_cfg(warmup_epochs=35.0, eta_min=0.001, reference_batch_size=128)
+    lr = build_from_cfg(cfg, LR_SCHEDULES, epochs=300, steps_per_epoch=1, global_batch_size=global_batch)
+    k = {16: 0.125, 128: 1.0, 256: 2.0}[global_batch]
+    assert lr[0] == pytest.approx(0.01 * k, rel=1e-6)            # warmup start, scaled
+    cos35 = 0.001 * k + (0.1 * k - 0.001 * k) * (math.cos(math.pi * 35 / 300) + 1) / 2
+    assert lr[35] == pytest.approx(cos35, rel=1e-5)              # warmup ends on the scaled cosine
+    assert lr[150] == pytest.approx((0.1 * k + 0.001 * k) / 2, rel=1e-5)  # mid-cosine
+    assert lr[299] == pytest.approx(0.001 * k + 0.099 * k * (math.cos(math.pi * 299 / 300) + 1) / 2, rel=1e-4)
+    # the warmup rises (it no longer runs flat or downwards at small batches)
+    assert lr[34] > lr[0]

@@ -1,4 +1,4 @@
-"""Optimizer groups: BatchNorm parameters and biases get no weight decay; losses from the registry."""
+"""Optimizer groups (SlowFast's rule: only BatchNorm gamma/beta at bn_weight_decay); losses from the registry."""
 import numpy as np
 import pytest
 import mindspore as ms
@@ -16,21 +16,55 @@ def tiny_model():
                         "depth_factor": 0.5, "head_dim": 16})
 
 
-def test_bn_parameters_are_excluded_from_weight_decay():
+def _decay(opt):
+    # MindSpore keeps per-parameter decay as a tuple aligned with the parameters
+    values = getattr(opt, "weight_decay_tensor_tuple", None) or opt.weight_decay
+    return {p.name: float(wd) for p, wd in zip(opt.parameters, values)}
+
+
+def test_slowfast_groups_only_batchnorm_is_excluded_from_weight_decay():
     net = tiny_model()
     opt = build_from_cfg({"type": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-5,
                           "bn_weight_decay": 0.0}, OPTIMIZERS, params=net.trainable_params(),
                          learning_rate=np.full(10, 0.1, np.float32))
-    decay = {p.name: float(wd) for p, wd in zip(opt.parameters, opt.weight_decay_tensor_tuple)} \
-        if hasattr(opt, "weight_decay_tensor_tuple") else None
-    if decay is None:  # MindSpore keeps per-parameter decay as a tuple aligned with the parameters
-        decay = {p.name: float(wd) for p, wd in zip(opt.parameters, opt.weight_decay)}
+    decay = _decay(opt)
     bn = [n for n in decay if n.endswith((".gamma", ".beta"))]
     assert bn and all(decay[n] == 0.0 for n in bn)
-    assert decay["head.projection.bias"] == 0.0
-    assert decay["res2.0.branch2.a.weight"] == pytest.approx(5e-5)
-    assert decay["res2.0.branch2.b.weight"] == pytest.approx(5e-5)
+    # biases of the SE convolutions and of the classifier are decayed, as in SlowFast
+    for name in ("head.projection.bias", "head.projection.weight", "res2.0.branch2.se.fc1.bias",
+                 "res2.0.branch2.se.fc2.bias", "res2.0.branch2.a.weight", "res2.0.branch2.b.weight",
+                 "stem.conv_xy.weight", "head.lin_5.weight"):
+        assert decay[name] == pytest.approx(5e-5), name
+    others = [n for n in decay if n not in bn]
+    assert all(decay[n] == pytest.approx(5e-5) for n in others)
+    assert len(bn) + len(others) == len(net.trainable_params())
     assert opt.use_nesterov if hasattr(opt, "use_nesterov") else opt.nesterov
+
+
+def test_zero_wd_1d_params_takes_biases_out_too():
+    net = tiny_model()
+    opt = build_from_cfg({"type": "sgd", "weight_decay": 5e-5, "bn_weight_decay": 0.0, "zero_wd_1d_params": True},
+                         OPTIMIZERS, params=net.trainable_params(), learning_rate=0.1)
+    decay = _decay(opt)
+    for name in ("head.projection.bias", "res2.0.branch2.se.fc1.bias", "res2.0.branch2.se.fc2.bias",
+                 "stem.bn.gamma", "res2.0.branch2.a_bn.beta"):
+        assert decay[name] == 0.0, name
+    for name in ("head.projection.weight", "res2.0.branch2.se.fc1.weight", "res2.0.branch2.b.weight"):
+        assert decay[name] == pytest.approx(5e-5), name
+
+
+def test_dampening_follows_torch_sgd():
+    # torch SGD with dampening d: buf = m * buf + (1 - d) * g (the first step: buf = g), p -= lr * buf
+    w = ms.Parameter(Tensor(np.array([1.0, -2.0], np.float32)), name="w")
+    opt = build_from_cfg({"type": "sgd", "momentum": 0.9, "nesterov": False, "dampening": 0.9,
+                          "weight_decay": 0.0}, OPTIMIZERS, params=[w], learning_rate=0.5)
+    g = Tensor(np.array([0.2, 0.4], np.float32))
+    opt((g,))
+    first = np.array([1.0, -2.0]) - 0.5 * np.array([0.2, 0.4])
+    np.testing.assert_allclose(w.asnumpy(), first, rtol=1e-6)
+    opt((g,))
+    buf = 0.9 * np.array([0.2, 0.4]) + 0.1 * np.array([0.2, 0.4])
+    np.testing.assert_allclose(w.asnumpy(), first - 0.5 * buf, rtol=1e-6)
 
 
 def test_label_smoothing_loss():

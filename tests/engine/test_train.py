@@ -65,7 +65,7 @@ def test_resume_after_sigkill_continues_at_the_saved_step(data, reference_run, t
     ref_out, cfg, _ = reference_run
     out = str(tmp_path / "killed")
     os.makedirs(out)
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ)
     proc = subprocess.Popen([sys.executable, "train.py", "--config", cfg, "--output", out], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = os.path.join(out, "metrics.jsonl")

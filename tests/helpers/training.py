@@ -73,6 +73,6 @@ def tiny_config(path: str, data_root: str, *, num_classes: int = 3, batch_size: 
 
 def run_py(args: Sequence[str], *, timeout: int = 600, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` from the repository root, capturing text output."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=full_env)

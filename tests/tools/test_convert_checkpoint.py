@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import mindspore as ms  # noqa: E402
 
 from src.config import CONFIG_DIR, load_config  # noqa: E402
 from src.models import build_model  # noqa: E402
+from src.cli import run_cli  # noqa: E402
+from src.engine.checkpoint import read_checkpoint  # noqa: E402
+from src.models import x3d_weights  # noqa: E402
 from src.models.x3d_weights import BN_EPS, ConversionError, convert_state  # noqa: E402
 from src.tools import convert_checkpoint as tool  # noqa: E402
 
@@ -42,7 +43,7 @@ TOL = 1e-4
 
 def run(capsys, *args):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    code = tool.main([str(a) for a in args])
+    code = run_cli(tool.main, [str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -53,7 +54,9 @@ def cli_args(src, out, *extra):
 
 def our_net(ckpt, **kwargs):
     net = build_model(load_config(XS).model, crop_size=CROP, **kwargs)
-    not_loaded, unused = ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
+    params, meta = read_checkpoint(str(ckpt))  # weights, plus the resolved config as metadata
+    assert "model:" in meta["config_yaml"]
+    not_loaded, unused = ms.load_param_into_net(net, params, strict_load=True)
     assert not not_loaded and not unused
     net.set_train(False)
     return net
@@ -277,10 +280,10 @@ def test_verify_fails_when_the_converted_weights_differ(sf_file, tmp_path, capsy
         params, info = convert_state(*args, **kwargs)
         params["res5.6.branch2.c_bn.beta"] = params["res5.6.branch2.c_bn.beta"] + 0.05
         return params, info
-    monkeypatch.setattr(tool, "convert_state", perturbed)
+    monkeypatch.setattr(x3d_weights, "convert_state", perturbed)
     out = tmp_path / "o.ckpt"
     code, stdout, err = run(capsys, *cli_args(sf_file, out, "--verify"))
-    assert code == 1 and "max_abs_diff" in stdout
+    assert code == 2 and "max_abs_diff" in stdout
     assert "exceeds 0.0001" in err and not out.exists()
 
 

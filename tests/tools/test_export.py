@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import mindspore as ms  # noqa: E402
+
+from src.cli import run_cli  # noqa: E402
 from mindspore import Tensor, nn  # noqa: E402
 
 from src.engine.checkpoint import load_pretrained, save_checkpoint  # noqa: E402
@@ -66,7 +66,7 @@ def tiny(tmp_path_factory):
 
 def _run(tiny, out, *extra):
     cfg, ckpt, _, _ = tiny
-    return tool.main(["--config", cfg, "--ckpt", ckpt, "--out", str(out), *extra])
+    return run_cli(tool.main, ["--config", cfg, "--ckpt", ckpt, "--out", str(out), *extra])
 
 
 def test_mindir_dynamic_batch_matches_checkpoint(tiny, tmp_path, capsys):
@@ -163,7 +163,7 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
         args["--batch"] = "0"
     elif case == "no_dir":
         args["--out"] = str(tmp_path / "missing" / "m.mindir")
-    code = tool.main([s for kv in args.items() for s in kv])
+    code = run_cli(tool.main, [s for kv in args.items() for s in kv])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and expected in err and "\n" not in err
