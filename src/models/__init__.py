@@ -8,6 +8,7 @@ from .base import (PretrainedCfg, VideoClassifier, count_params, register_model,
 from .fold import fold_batchnorm  # noqa: F401
 from .layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, set_default_impl  # noqa: F401
 from .x3d import X3D, create_x3d, round_width  # noqa: F401
+from . import e3d_squeezenet, e3d_resnet  # noqa: F401  (registers)
 
 
 def build_model(model_cfg: Any, **runtime_args: Any) -> VideoClassifier:
