@@ -35,8 +35,9 @@ IntOr3 = Union[int, Sequence[int]]
 
 CHANNELWISE_IMPLS = ("native", "fold", "custom")
 SPATIAL_IMPLS = ("native", "im2col")
-_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS}
-_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto"}
+GROUPED_IMPLS = ("native", "split", "blockdiag", "gemm", "channelwise")
+_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "grouped": GROUPED_IMPLS}
+_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "grouped": "auto"}
 
 
 def _triple(v: IntOr3) -> Triple:
@@ -56,9 +57,14 @@ def device_target() -> str:
         return "CPU"
 
 
-def set_default_impl(channelwise: Optional[str] = None, spatial: Optional[str] = None) -> None:
-    """Override the ``auto`` choice for layers built from now on ('auto' restores it)."""
-    for kind, impl in (("channelwise", channelwise), ("spatial", spatial)):
+def set_default_impl(channelwise: Optional[str] = None, spatial: Optional[str] = None,
+                     grouped: Optional[str] = None) -> None:
+    """Override the ``auto`` choice for layers built from now on ('auto' restores it).
+
+    ``grouped`` applies to :class:`Conv3d`; on Ascend a non-depthwise grouped convolution still
+    never gets ``native`` (see :func:`resolve_grouped_impl`).
+    """
+    for kind, impl in (("channelwise", channelwise), ("spatial", spatial), ("grouped", grouped)):
         if impl is not None:
             _check_impl(impl, _KNOWN_IMPLS[kind], kind)
             _DEFAULT_IMPL[kind] = impl
@@ -83,6 +89,58 @@ def resolve_impl(impl: str, kind: str) -> str:
     if impl == "custom" and kernels.library_path("channelwise") is None:
         impl = "fold"  # no compiler / build failed: kernels.library_path logged one warning
     return impl
+
+
+def resolve_grouped_impl(impl: str, *, dim_in: int, dim_out: int, groups: int,
+                         kernel_size: Sequence[int], stride: Sequence[int] = (1, 1, 1)) -> str:
+    """The :class:`Conv3d` formulation for this device and shape ('auto' -> the rule below).
+
+    * GPU: ``native`` (cuDNN runs grouped convolutions directly).
+    * Ascend: ``native`` only for depthwise (``dim_in == dim_out == groups``), the one grouped
+      form its Conv3D accepts; otherwise ``blockdiag`` for up to 4 groups (one dense kernel at
+      <= 4x the arithmetic) and ``split`` beyond (32 groups would be 32x the arithmetic).
+      An explicit or default ``native`` that Ascend cannot run is replaced by that choice.
+    * CPU: MindSpore's Conv3D is fast only for 1x1x1 kernels (oneDNN's matrix-product path);
+      every larger kernel lands on a slow generic path (tens to hundreds of times slower than
+      torch, even with 3 input channels), and a grouped Conv3D runs group by group on it. So:
+      depthwise -> ``channelwise`` (the C++ kernel); 1x1x1 ungrouped -> ``native``; 1x1x1
+      grouped -> ``split`` (the fastest with ``gemm``'s batched MatMul, without needing a
+      compiler); any larger kernel -> ``gemm`` (C++ vol2col + one product). Without a compiler
+      larger kernels stay ``native`` (ungrouped) or ``split`` (grouped): slow, but exact. (A sum
+      of per-tap 1x1x1 convolutions over strided views was ~10x faster than ``native`` in graph
+      mode, but MindSpore's PyNative StridedSliceGrad fails on it, so it is not offered.)
+    """
+    _check_impl(impl, GROUPED_IMPLS, "grouped")
+    depthwise = dim_in == dim_out == groups
+    if impl == "channelwise" and not depthwise:
+        raise ValueError(f"grouped conv impl 'channelwise' needs a depthwise convolution "
+                         f"(dim_in == dim_out == groups), got {dim_in} -> {dim_out} with groups={groups}")
+    if impl == "auto":
+        impl = _DEFAULT_IMPL["grouped"]
+    device = device_target()
+    if impl == "channelwise" and (not depthwise or device != "CPU" or kernels.library_path("channelwise") is None):
+        impl = "auto"  # a CPU kernel, for depthwise convolutions only (no compiler: one warning was logged)
+    if impl == "gemm" and device != "CPU":
+        impl = "auto"  # vol2col is a CPU kernel
+    if impl == "gemm" and kernels.library_path("vol2col") is None:
+        impl = "auto"  # no compiler: kernels.library_path logged one warning
+    if impl != "auto" and not (impl == "native" and device == "Ascend" and groups > 1 and not depthwise):
+        return impl
+    if device == "GPU" or (device == "Ascend" and (depthwise or groups == 1)):
+        return "native"
+    if device == "Ascend":
+        return "blockdiag" if groups <= 4 else "split"
+    if depthwise:
+        return "channelwise" if kernels.library_path("channelwise") else "native"
+    return _cpu_grouped_rule(dim_in, dim_out, groups, tuple(kernel_size), tuple(stride))
+
+
+def _cpu_grouped_rule(dim_in: int, dim_out: int, groups: int, kernel: Triple, stride: Triple) -> str:
+    if kernel == (1, 1, 1):
+        return "native" if groups == 1 else "split"
+    if kernels.library_path("vol2col"):
+        return "gemm"
+    return "native" if groups == 1 else "split"
 
 
 def kaiming_fan_out(shape: Sequence[int]) -> Tensor:
@@ -156,23 +214,40 @@ class Conv3d(nn.Cell):
     """General 3D convolution, weight (C_out, C_in / groups, kT, kH, kW), optional bias (C_out,).
 
     The dense and grouped convolutions of the Efficient-3DCNNs family (3x3x3 stems, ResNet
-    convolutions, ShuffleNet's grouped 1x1x1, ResNeXt's grouped 3x3x3). ``impl``: ``native``
-    (one Conv3D with ``group``). ``set_bias`` lets ``fold_batchnorm`` give it a bias.
-    ``init``: ``kaiming_fan_out`` (the references' ResNet/SqueezeNet/MobileNetV2 init) or
-    ``torch_default`` (PyTorch's default Conv3d init: kaiming-uniform with a = sqrt(5)).
+    convolutions, ShuffleNet's grouped 1x1x1, ResNeXt's grouped 3x3x3). The parameter has the
+    reference shape for every ``impl``, so checkpoints move between devices:
+
+    * ``native`` - one Conv3D with ``group`` (cuDNN on GPU). MindSpore's CPU kernel runs the groups
+      one after another, and Ascend accepts group > 1 only for depthwise convolutions.
+    * ``split`` - the input split into ``groups`` channel slices, one ungrouped Conv3D per slice
+      with its slice of the weight, outputs concatenated.
+    * ``blockdiag`` - one dense Conv3D whose block-diagonal (C_out, C_in, k...) weight is built in
+      the graph from the parameter (tiled along C_in, times a constant 0/1 mask): exact, one
+      kernel call, ``groups`` times the multiply-adds.
+    * ``gemm`` - (CPU) C++ vol2col gathers the patches into (C_in*taps, N, L), then one product
+      reads the weight once: a 1x1x1 Conv3D when ungrouped, a MatMul batched over the groups
+      otherwise (exact arithmetic). Grouped 1x1x1 convolutions need no gathering.
+    * ``channelwise`` - (CPU) depthwise only (``dim_in == dim_out == groups``): the C++ kernel
+      of :class:`ChannelwiseConv3d`.
+
+    ``impl="auto"`` is resolved by :func:`resolve_grouped_impl` from the device and the shape.
+    ``set_bias`` lets ``fold_batchnorm`` give it a bias. ``init``: ``kaiming_fan_out`` (the
+    references' ResNet/SqueezeNet/MobileNetV2 init) or ``torch_default`` (PyTorch's default Conv3d
+    init: kaiming-uniform with a = sqrt(5)).
     """
 
     def __init__(self, dim_in: int, dim_out: int, kernel_size: IntOr3, *, stride: IntOr3 = 1,
                  padding: IntOr3 = 0, groups: int = 1, has_bias: bool = False,
-                 init: str = "kaiming_fan_out", impl: str = "native") -> None:
+                 init: str = "kaiming_fan_out", impl: str = "auto") -> None:
         super().__init__()
-        if dim_in % groups or dim_out % groups:
+        if groups < 1 or dim_in % groups or dim_out % groups:
             raise ValueError(f"Conv3d: channels {dim_in} -> {dim_out} are not divisible by groups={groups}")
         self.dim_in, self.dim_out, self.groups = dim_in, dim_out, groups
         self.kernel_size = _triple(kernel_size)
         self.stride = _triple(stride)
         self.padding = _triple(padding)
-        self.impl = impl
+        self.impl = resolve_grouped_impl(impl, dim_in=dim_in, dim_out=dim_out, groups=groups,
+                                         kernel_size=self.kernel_size, stride=self.stride)
         shape = (dim_out, dim_in // groups) + self.kernel_size
         fan_in = (dim_in // groups) * int(np.prod(self.kernel_size))
         if init == "kaiming_fan_out":
@@ -189,8 +264,27 @@ class Conv3d(nn.Cell):
             self.bias = Parameter(Tensor(np.random.uniform(-bound, bound, (dim_out,)).astype(np.float32)),
                                   name="bias")
         pt, ph, pw = self.padding
-        self.conv = ops.Conv3D(dim_out, self.kernel_size, mode=1, pad_mode="pad",
-                               pad=(pt, pt, ph, ph, pw, pw), stride=self.stride, group=groups)
+        pad = (pt, pt, ph, ph, pw, pw)
+        if self.impl == "channelwise":
+            self.conv = _custom_channelwise(self.stride, self.padding)
+            self.geometry = Tensor(np.array(self.stride + self.padding, np.int64))
+        elif self.impl == "gemm":
+            self.pointwise = self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and self.padding == (0, 0, 0)
+            self.conv = ops.Conv3D(dim_out, 1, mode=1, pad_mode="valid")  # the product when groups == 1
+            if not self.pointwise:
+                self.vol2col = _custom_vol2col(self.kernel_size, self.stride, self.padding)
+                self.geometry = Tensor(np.array(self.kernel_size + self.stride + self.padding, np.int64))
+        elif self.impl == "native":
+            self.conv = ops.Conv3D(dim_out, self.kernel_size, mode=1, pad_mode="pad", pad=pad,
+                                   stride=self.stride, group=groups)
+        else:
+            out_per_conv = dim_out // groups if self.impl == "split" else dim_out
+            self.conv = ops.Conv3D(out_per_conv, self.kernel_size, mode=1, pad_mode="pad", pad=pad,
+                                   stride=self.stride)
+        if self.impl == "blockdiag" and groups > 1:
+            cin_g, cout_g = dim_in // groups, dim_out // groups
+            mask = (np.arange(dim_out)[:, None] // cout_g == np.arange(dim_in)[None, :] // cin_g)
+            self.block_mask = Tensor(mask.astype(np.float32).reshape(dim_out, dim_in, 1, 1, 1))
 
     def set_bias(self, bias: np.ndarray) -> None:
         """Set the per-channel bias (C_out,): the shift of a BatchNorm folded into this conv."""
@@ -201,12 +295,58 @@ class Conv3d(nn.Cell):
             self.bias = Parameter(Tensor(bias), name="bias")
         else:
             self.bias.set_data(Tensor(bias))
+        if self.impl == "channelwise" and not hasattr(self, "conv_bias"):
+            self.conv_bias = _custom_channelwise(self.stride, self.padding, with_bias=True)
 
     def construct(self, x):
-        y = self.conv(x, self.weight)
+        if self.impl == "channelwise":
+            if self.bias is None:
+                return self.conv(x, self.weight, self.geometry)
+            return self.conv_bias(x, self.weight, self.bias, self.geometry)  # bias added in C++
+        if self.impl == "native":
+            y = self.conv(x, self.weight)
+        elif self.impl == "blockdiag":
+            y = self.conv(x, self._dense_weight())
+        elif self.impl == "gemm":
+            y = self._gemm(x)
+        else:
+            xs = ops.split(x, self.dim_in // self.groups, axis=1)
+            ws = ops.split(self.weight, self.dim_out // self.groups, axis=0)
+            y = ops.cat([self.conv(xs[i], ws[i]) for i in range(self.groups)], axis=1)
         if self.bias is not None:
             y = y + self.bias.reshape(1, -1, 1, 1, 1)
         return y
+
+    def _dense_weight(self):
+        """(C_out, C_in, k...): the parameter itself, or its block-diagonal expansion when grouped."""
+        if self.groups == 1:
+            return self.weight
+        return ops.tile(self.weight, (1, self.groups, 1, 1, 1)) * self.block_mask
+
+    def _gemm(self, x):
+        """vol2col (C++) into (C_in*taps, N, L), then one product that reads the weight once: a
+        1x1x1 Conv3D over the patch rows when ungrouped (oneDNN's fast path), else a MatMul batched
+        over the groups. Exact arithmetic, no loop over groups. Grouped 1x1x1 convolutions skip
+        vol2col: a MatMul batched over samples and groups."""
+        n, c, t, h, w = x.shape
+        kt, kh, kw = self.kernel_size
+        g, cout = self.groups, self.dim_out
+        to = (t + 2 * self.padding[0] - kt) // self.stride[0] + 1
+        ho = (h + 2 * self.padding[1] - kh) // self.stride[1] + 1
+        wo = (w + 2 * self.padding[2] - kw) // self.stride[2] + 1
+        k = (c // g) * kt * kh * kw
+        if self.pointwise:
+            if g == 1:
+                return self.conv(x, self.weight)
+            y = ops.matmul(self.weight.reshape(g, cout // g, k), x.reshape(n, g, k, t * h * w))
+            return y.reshape(n, cout, t, h, w)
+        cols = self.vol2col(x, self.geometry)  # (C_in*taps, N, L)
+        length = n * to * ho * wo
+        if g == 1:
+            y = self.conv(cols.reshape(1, k, length, 1, 1), self.weight.reshape(cout, k, 1, 1, 1))
+        else:
+            y = ops.matmul(self.weight.reshape(g, cout // g, k), cols.reshape(g, k, length))
+        return y.reshape(cout, n, to * ho * wo).transpose(1, 0, 2).reshape(n, cout, to, ho, wo)
 
 
 class ChannelwiseConv3d(nn.Cell):
@@ -303,6 +443,31 @@ def _custom_channelwise(stride: Triple, padding: Triple, *, with_bias: bool = Fa
 
         forward = ops.Custom(f"{lib}:X3dCwForward", out_shape=out_shape, out_dtype=lambda xt, *_rest: xt,
                              func_type="aot", bprop=bprop)
+    forward.add_prim_attr("x3d_geometry", geometry)
+    return forward
+
+
+def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Custom:
+    """``ops.Custom`` gathering convolution patches (C++ ``X3dVol2Col``), its adjoint as bprop."""
+    lib = kernels.library_path("vol2col")
+    geometry = ",".join(str(v) for v in kernel + stride + padding)
+    taps = kernel[0] * kernel[1] * kernel[2]
+
+    def out_shape(xs, _cs):
+        dims = [(xs[2 + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(3)]
+        if min(dims) < 1:
+            raise ValueError(f"Conv3d: input {tuple(xs)} is smaller than kernel {kernel} with padding {padding}")
+        return [xs[1] * taps, xs[0], dims[0] * dims[1] * dims[2]]
+
+    backward = ops.Custom(f"{lib}:X3dCol2Vol", out_shape=lambda xs, _cs, _ds: xs,
+                          out_dtype=lambda xt, _ct, _dt: xt, func_type="aot")
+    backward.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
+
+    def bprop(x, cfg, out, dout):
+        return backward(x, cfg, dout), ops.zeros_like(cfg)
+
+    forward = ops.Custom(f"{lib}:X3dVol2Col", out_shape=out_shape, out_dtype=lambda xt, _ct: xt,
+                         func_type="aot", bprop=bprop)
     forward.add_prim_attr("x3d_geometry", geometry)
     return forward
 

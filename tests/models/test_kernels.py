@@ -141,3 +141,36 @@ def test_global_avg_pool_equals_mean():
     got = global_avg_pool(Tensor(x)).asnumpy()
     assert got.shape == (2, 3, 1, 1, 1)
     np.testing.assert_allclose(got, x.mean(axis=(2, 3, 4), keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+# The Efficient-3DCNNs depthwise convolutions: 3x3x3, padding 1, spatial stride 2 (every
+# stage entry) and full stride 2 including time (MobileNet/ShuffleNet stage entries), at odd
+# sizes so the last window is partial in every dimension.
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+@pytest.mark.parametrize("stride", [(1, 2, 2), (2, 2, 2)])
+@pytest.mark.parametrize("impl", ["custom", "fold"])
+def test_efficient_3dcnn_strides_match_native(mode, stride, impl):
+    if impl == "custom" and kernels.library_path("channelwise") is None:
+        pytest.skip("no C++ compiler: the custom kernel cannot be built")
+    if impl == "fold" and stride[0] != 1:
+        with pytest.raises(ValueError, match="needs temporal stride 1"):
+            ChannelwiseConv3d(3, 3, stride=stride, padding=1, impl="fold")
+        return
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(7)
+    shape = (2, 3, 7, 13, 13)
+    net = ChannelwiseConv3d(3, 3, stride=stride, padding=1, impl=impl)
+    native = ChannelwiseConv3d(3, 3, stride=stride, padding=1, impl="native")
+    assert net.impl == impl
+    native.weight.set_data(net.weight.data.copy())
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    # output size by the convolution formula floor((n + 2p - k) / s) + 1
+    expect = tuple((n + 2 - 3) // s + 1 for n, s in zip(shape[2:], stride))
+    up = Tensor(rng.standard_normal((2, 3) + expect).astype(np.float32))
+    y, gx, gw = _run(net, x, up)
+    y_n, gx_n, gw_n = _run(native, x, up)
+    assert y.shape == y_n.shape == (2, 3) + expect
+    assert _rel(y, y_n) < 1e-5
+    assert _rel(gx, gx_n) < 1e-5
+    assert _rel(gw, gw_n) < 1e-5
+    ms.set_context(mode=ms.GRAPH_MODE)

@@ -67,3 +67,160 @@ def test_auto_impl_follows_the_device_and_bad_names_fail():
     assert resolve_impl("native", "channelwise") == "native"
     with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
         resolve_impl("fast", "channelwise")
+
+
+# ----------------------------------------------------------------------------- Conv3d impls
+from src.models import kernels, layers  # noqa: E402
+from src.models.layers import Conv3d, resolve_grouped_impl  # noqa: E402
+
+
+def all_grads(net, x, up):
+    """Output, d/dx and d/d(every parameter) of sum(net(x) * up)."""
+    def loss(x):
+        return (net(x) * up).sum()
+    fn = ms.value_and_grad(loss, grad_position=0, weights=net.trainable_params())
+    _, (gx, gws) = fn(x)
+    return net(x).asnumpy(), gx.asnumpy(), [g.asnumpy() for g in gws]
+
+
+def _pair(impl, dim_in, dim_out, kernel, stride, groups, has_bias=True):
+    pad = kernel // 2
+    net = Conv3d(dim_in, dim_out, kernel, stride=stride, padding=pad, groups=groups, has_bias=has_bias, impl=impl)
+    ref = Conv3d(dim_in, dim_out, kernel, stride=stride, padding=pad, groups=groups, has_bias=has_bias,
+                 impl="native")
+    assert net.impl == impl and ref.impl == "native"
+    # the parameter keeps the reference layout whatever the formulation
+    assert net.weight.shape == ref.weight.shape == (dim_out, dim_in // groups) + (kernel,) * 3
+    ref.weight.set_data(net.weight.data.copy())
+    if has_bias:
+        ref.bias.set_data(net.bias.data.copy())
+    return net, ref
+
+
+needs_vol2col = pytest.mark.skipif(kernels.library_path("vol2col") is None,
+                                   reason="no C++ compiler: the vol2col kernel cannot be built")
+IMPLS = ["split", "blockdiag", pytest.param("gemm", marks=needs_vol2col)]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("groups,dim_in,dim_out", [(1, 4, 5), (3, 6, 9), (32, 64, 64)])
+@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3d_impls_match_native_grouped_conv(impl, groups, dim_in, dim_out, kernel, stride):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(groups * 10 + kernel + stride)
+    net, ref = _pair(impl, dim_in, dim_out, kernel, stride, groups)
+    x = Tensor(rng.standard_normal((2, dim_in, 3, 5, 6)).astype(np.float32))
+    pad = kernel // 2
+    out = tuple((n + 2 * pad - kernel) // stride + 1 for n in (3, 5, 6))
+    up = Tensor(rng.standard_normal((2, dim_out) + out).astype(np.float32))
+    y, gx, gws = all_grads(net, x, up)
+    y_r, gx_r, gws_r = all_grads(ref, x, up)
+    assert y.shape == y_r.shape == (2, dim_out) + out
+    assert rel_err(y, y_r) < 1e-5
+    assert rel_err(gx, gx_r) < 1e-5
+    assert len(gws) == len(gws_r) == 2  # weight and bias
+    for g, g_r in zip(gws, gws_r):
+        assert g.shape == g_r.shape and rel_err(g, g_r) < 1e-5
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_conv3d_impls_match_native_in_pynative_with_temporal_stride(impl):
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(5)
+    net, ref = _pair(impl, 6, 12, 3, (2, 2, 2), 3, has_bias=False)
+    x = Tensor(rng.standard_normal((1, 6, 7, 9, 9)).astype(np.float32))
+    up = Tensor(rng.standard_normal((1, 12, 4, 5, 5)).astype(np.float32))
+    y, gx, (gw,) = all_grads(net, x, up)
+    y_r, gx_r, (gw_r,) = all_grads(ref, x, up)
+    assert rel_err(y, y_r) < 1e-5 and rel_err(gx, gx_r) < 1e-5 and rel_err(gw, gw_r) < 1e-5
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@needs_vol2col
+def test_conv3d_gemm_7x7x7_stem_and_uneven_geometry_match_native():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(8)
+    for kernel, stride, padding, shape in (((7, 7, 7), (1, 2, 2), (3, 3, 3), (1, 3, 5, 11, 12)),
+                                           ((2, 3, 4), (2, 1, 3), (0, 2, 1), (2, 4, 5, 6, 11))):
+        net = Conv3d(shape[1], 4, kernel, stride=stride, padding=padding, impl="gemm")
+        ref = Conv3d(shape[1], 4, kernel, stride=stride, padding=padding, impl="native")
+        ref.weight.set_data(net.weight.data.copy())
+        x = Tensor(rng.standard_normal(shape).astype(np.float32))
+        out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[2:], kernel, stride, padding))
+        up = Tensor(rng.standard_normal((shape[0], 4) + out).astype(np.float32))
+        y, gx, (gw,) = all_grads(net, x, up)
+        y_r, gx_r, (gw_r,) = all_grads(ref, x, up)
+        assert y.shape == (shape[0], 4) + out
+        assert rel_err(y, y_r) < 1e-5 and rel_err(gx, gx_r) < 1e-5 and rel_err(gw, gw_r) < 1e-5
+
+
+@needs_vol2col
+def test_conv3d_depthwise_routes_to_the_channelwise_kernel_and_matches_native():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    assert resolve_grouped_impl("auto", dim_in=8, dim_out=8, groups=8, kernel_size=(3, 3, 3)) == "channelwise"
+    rng = np.random.default_rng(9)
+    net, ref = _pair("channelwise", 5, 5, 3, (2, 2, 2), 5, has_bias=False)
+    x = Tensor(rng.standard_normal((2, 5, 7, 13, 13)).astype(np.float32))
+    up = Tensor(rng.standard_normal((2, 5, 4, 7, 7)).astype(np.float32))
+    y, gx, (gw,) = all_grads(net, x, up)
+    y_r, gx_r, (gw_r,) = all_grads(ref, x, up)
+    assert rel_err(y, y_r) < 1e-5 and rel_err(gx, gx_r) < 1e-5 and rel_err(gw, gw_r) < 1e-5
+    shift = rng.standard_normal(5).astype(np.float32)
+    biased = Conv3d(5, 5, 3, stride=2, padding=1, groups=5, impl="channelwise")
+    biased.weight.set_data(net.weight.data.copy())
+    biased.set_bias(shift)  # a folded BatchNorm (before the first call): the kernel adds it in-pass
+    y_b = biased(x).asnumpy()
+    np.testing.assert_allclose(y_b, y_r + shift.reshape(1, 5, 1, 1, 1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs a depthwise convolution"):
+        Conv3d(6, 12, 3, groups=3, impl="channelwise")
+
+
+@pytest.mark.parametrize("impl", ["native", "split", "blockdiag", pytest.param("gemm", marks=needs_vol2col)])
+def test_conv3d_set_bias_adds_the_folded_shift(impl):
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(6)
+    net = Conv3d(6, 9, 1, groups=3, impl=impl)
+    x = Tensor(rng.standard_normal((1, 6, 2, 3, 3)).astype(np.float32))
+    before = net(x).asnumpy()
+    shift = rng.standard_normal(9).astype(np.float32)
+    net.set_bias(shift)
+    np.testing.assert_allclose(net(x).asnumpy(), before + shift.reshape(1, 9, 1, 1, 1), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"bias must have shape \(9,\)"):
+        net.set_bias(np.zeros(3, np.float32))
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+GROUPED_SHAPES = [  # (dim_in, dim_out, groups, kernel): ShuffleNet g3 1x1x1, ResNeXt 3x3x3, odd ones
+    (240, 60, 3, 1), (60, 216, 3, 1), (128, 128, 32, 3), (1024, 1024, 32, 3), (6, 4, 2, 3), (8, 8, 4, 1)]
+
+
+@pytest.mark.parametrize("dim_in,dim_out,groups,kernel", GROUPED_SHAPES)
+def test_ascend_never_gets_a_non_depthwise_grouped_conv3d(monkeypatch, dim_in, dim_out, groups, kernel):
+    monkeypatch.setattr(layers, "device_target", lambda: "Ascend")
+    for impl in ("auto", "native"):
+        got = resolve_grouped_impl(impl, dim_in=dim_in, dim_out=dim_out, groups=groups, kernel_size=(kernel,) * 3)
+        assert got in ("split", "blockdiag")
+    try:
+        layers.set_default_impl(grouped="native")
+        assert Conv3d(dim_in, dim_out, kernel, groups=groups).impl in ("split", "blockdiag")
+    finally:
+        layers.set_default_impl(grouped="auto")
+    # depthwise is the one grouped Conv3D Ascend runs; ungrouped is a plain convolution
+    assert resolve_grouped_impl("auto", dim_in=8, dim_out=8, groups=8, kernel_size=(3, 3, 3)) == "native"
+    assert resolve_grouped_impl("auto", dim_in=dim_in, dim_out=dim_out, groups=1, kernel_size=(3, 3, 3)) == "native"
+
+
+def test_grouped_auto_rule_per_device(monkeypatch):
+    monkeypatch.setattr(layers, "device_target", lambda: "GPU")
+    assert resolve_grouped_impl("auto", dim_in=256, dim_out=256, groups=32, kernel_size=(3, 3, 3)) == "native"
+    monkeypatch.setattr(layers, "device_target", lambda: "CPU")
+    for dim_in, dim_out, groups, kernel in GROUPED_SHAPES:
+        # MindSpore's CPU Conv3D runs grouped convolutions one group at a time (measured ~50-100x slower)
+        assert resolve_grouped_impl("auto", dim_in=dim_in, dim_out=dim_out, groups=groups,
+                                    kernel_size=(kernel,) * 3) != "native"
+    assert resolve_grouped_impl("split", dim_in=6, dim_out=6, groups=3, kernel_size=(1, 1, 1)) == "split"
+    with pytest.raises(ValueError, match="grouped conv impl 'dense' is not one of"):
+        resolve_grouped_impl("dense", dim_in=6, dim_out=6, groups=3, kernel_size=(1, 1, 1))
+    with pytest.raises(ValueError, match="not divisible by groups=4"):
+        Conv3d(6, 8, 1, groups=4)
