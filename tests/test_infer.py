@@ -1,4 +1,5 @@
-"""infer.py and src.engine.predict: clip planning, class names, CLI output/JSON/errors, MINDIR parity."""
+"""infer.py and src.engine.predict: clip and window planning, class names, CLI output/JSON/errors,
+MINDIR parity (streams and long videos: tests/test_stream.py)."""
 from __future__ import annotations
 
 import json
@@ -46,10 +47,18 @@ def setup(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- planning
+def slowfast_clip(start: float, size: float, t: int, video_frames: int) -> list:
+    """SlowFast's test clip, written out here: floor(linspace(start, start + size - 1, T)), clamped."""
+    idx = np.floor(np.linspace(start, start + size - 1, t) + 1e-9)
+    return np.clip(idx, 0, video_frames - 1).astype(int).tolist()
+
+
 def test_clips_follow_frames_times_rate_over_whole_video():
     clips = plan_clips(300, num_frames=4, sampling_rate=5, num_clips=3)
     assert clips.shape == (3, 4)
-    assert (np.diff(clips, axis=1) == 5).all()  # spacing is the sampling rate, not consecutive frames
+    # clip_size = rate * T = 20 source frames; starts delta * i / N with delta = 300 - 20
+    assert clips.tolist() == [slowfast_clip(280 * i / 3, 20, 4, 300) for i in range(3)]
+    assert clips[0, -1] - clips[0, 0] == 19  # spacing from the sampling rate, not consecutive frames
     starts = clips[:, 0]
     assert (np.diff(starts) > 0).all()
     assert starts[0] < 100 and clips[-1, -1] > 200  # spread over the whole video, not its head
@@ -69,11 +78,22 @@ def test_clips_of_short_video_are_clamped():
 def test_timeline_windows_cover_video_with_centred_clips():
     windows = plan_windows(60, fps=25.0, window_seconds=1.0, num_frames=4, sampling_rate=2)
     assert [(a, b) for a, b, _ in windows] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.4)]
+    # frames [0, 25), [25, 50), [50, 60); an 8-frame clip centred in each (start + (len - 8) / 2)
+    assert [idx.tolist() for _, _, idx in windows] == [slowfast_clip(8.5, 8, 4, 60), slowfast_clip(33.5, 8, 4, 60),
+                                                       slowfast_clip(51.0, 8, 4, 60)]
     for a, b, idx in windows:
-        assert (np.diff(idx) == 2).all()
         assert a * 25 <= (idx[0] + idx[-1]) / 2 <= b * 25
     assert plan_windows(60, 25.0, 0.0, 4, 2) == []
     assert plan_windows(60, 0.0, 1.0, 4, 2) == []  # unknown frame rate: no timeline
+
+
+def test_sliding_windows_overlap_by_window_minus_stride():
+    windows = plan_windows(100, fps=25.0, window_seconds=2.0, num_frames=4, sampling_rate=2,
+                           stride_seconds=0.5, num_clips=3)
+    assert [(a, b) for a, b, _ in windows] == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0), (1.5, 3.5), (2.0, 4.0)]
+    for k, (a, b, idx) in enumerate(windows):
+        first = int(np.floor(k * 0.5 * 25 + 0.5))  # frame at k * 0.5 s, rounded half up
+        assert idx.tolist() == [slowfast_clip(first + 42 * i / 3, 8, 4, 100) for i in range(3)]  # 50 - 8 = 42
 
 
 # ----------------------------------------------------------------------------- class names
@@ -110,7 +130,7 @@ def test_cli_prints_topk_writes_json_and_reports_bad_files(setup):
                    "--ckpt", setup["ckpt"], "--topk", "2", "--window", "1", "--json", out_json,
                    "--save-vis", gif, "infer.num_clips=3"])
     assert proc.returncode == 2, proc.stderr
-    err_lines = [line for line in proc.stderr.splitlines() if "infer.py: error" in line or "Traceback" in line
+    err_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ") or "Traceback" in line
                  or "bad.mp4" in line or "missing.avi" in line]
     assert "Traceback" not in proc.stderr
     assert len(err_lines) == 2, proc.stderr
@@ -118,6 +138,7 @@ def test_cli_prints_topk_writes_json_and_reports_bad_files(setup):
     out = proc.stdout
     assert out.count("  1. ") == 3 and out.count("  2. ") == 3 and "  3. " not in out  # k=2 for 3 good videos
     assert "3 clips x 3 crops of 4 frames (sampling rate 2)" in out and "timeline (1 s windows)" in out
+    assert "segments:" in out
 
     doc = json.load(open(out_json))
     entries = {os.path.basename(e["path"]): e for e in doc["videos"]}
@@ -125,25 +146,34 @@ def test_cli_prints_topk_writes_json_and_reports_bad_files(setup):
     assert "error" in entries["bad.mp4"] and "error" in entries["missing.avi"]
     a = entries["a.mp4"]
     assert a["num_frames"] == 60 and a["fps"] == pytest.approx(25.0)
-    assert len(a["clips"]) == 3 and all(np.diff(c).tolist() == [2, 2, 2] for c in a["clips"])
+    assert a["clips"] == [slowfast_clip(52 * i / 3, 8, 4, 60) for i in range(3)]  # clip_size 8, delta 52
     assert [t["name"] for t in a["topk"]] == [NAMES[t["label"]] for t in a["topk"]] and len(a["topk"]) == 2
     assert a["topk"][0]["prob"] >= a["topk"][1]["prob"] > 0
     assert [(w["start"], w["end"]) for w in a["timeline"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.4)]
+    for w in a["timeline"]:  # each window: 3 clips (infer.num_clips) averaged, top-k and top-1
+        assert [t["label"] for t in w["topk"]][:1] == [w["label"]] and len(w["topk"]) == 2
+    assert sum(g["windows"] for g in a["segments"]) == 3 and a["segments"][0]["start"] == 0.0
+    assert a["segments"][-1]["end"] == 2.4
     assert entries["p.webm"]["clips"][0] == [0, 2, 4, 4]  # shorter than a clip: clamped
     assert doc["class_names"] == "checkpoint"
 
     from PIL import Image
-    with Image.open(gif) as im:
-        assert im.n_frames == 3 * 4  # the first good video's sampled frames
+    folder = os.path.join(setup["dir"], "vis")  # several videos: one preview each in vis/
+    assert sorted(os.listdir(folder)) == ["a.gif", "c.gif", "p.gif"]
+    for name in ("a", "c", "p"):
+        with Image.open(os.path.join(folder, name + ".gif")) as im:
+            # the video's sampled frames (3 clips of 4); GIF merges repeats (p.webm's clamped clips)
+            assert im.n_frames == 3 * 4 if name != "p" else 1 <= im.n_frames < 12
+        assert entries[{"a": "a.mp4", "c": "c.mkv", "p": "p.webm"}[name]]["vis"] == os.path.join(folder, name + ".gif")
 
 
 def test_cli_bad_checkpoint_is_one_line(setup, tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"garbage")
     proc = run_py(["infer.py", setup["videos"]["mp4"], "--config", setup["cfg_path"], "--ckpt", str(broken)])
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a user error: the same exit code as every entry point
     assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "infer.py: error" in line]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and str(broken) in lines[0]
 
 

@@ -4,21 +4,24 @@ A video is scored as the evaluation does it: ``infer.num_clips`` clips of the mo
 ``num_frames`` x ``sampling_rate`` spread uniformly over the whole video, each cut into
 ``infer.num_crops`` spatial crops; the class probabilities of all views are averaged. The network
 (checkpoint in eval mode, or an exported MINDIR) already returns probabilities, so no softmax is
-applied here. An optional timeline scores one centred clip per window of ``window_seconds``.
+applied here. An optional timeline scores sliding windows (``infer.num_clips`` clips each) in one
+pass over the video, and :meth:`VideoPredictor.stream` does the same for live sources (both in
+:mod:`src.engine.stream`).
 """
 from __future__ import annotations
 
-import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..data import (VideoDecodeError, VideoReader, build_transforms, eval_clip_indices,
                     infer_operations, load_label_map)
 from ..data.errors import DataError
-from ..data.sampling import clip_offsets, frame_step
 from .inference import load_inference_model, topk as top_classes
+from .stream import (FrameConverter, RunStats, SlidingWindows, StreamError, Timeline, Window, WindowPlan,
+                     WindowScorer, drive, open_source, plan_sliding_windows, short_side_of)
 
 KINETICS400_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                 "kinetics400_classes.txt")
@@ -41,26 +44,16 @@ def plan_clips(video_frames: int, num_frames: int, sampling_rate: float, num_cli
 
 
 def plan_windows(video_frames: int, fps: float, window_seconds: float, num_frames: int,
-                 sampling_rate: float, target_fps: Optional[float] = None
+                 sampling_rate: float, target_fps: Optional[float] = None, *,
+                 stride_seconds: Optional[float] = None, num_clips: int = 1
                  ) -> List[Tuple[float, float, np.ndarray]]:
-    """Timeline windows ``(start_s, end_s, clip_indices)``: consecutive windows of
-    ``window_seconds`` covering the video (the last one may be shorter), one clip centred in
-    each. Empty when ``window_seconds <= 0`` or the frame rate is unknown."""
-    if window_seconds <= 0 or fps <= 0 or video_frames <= 0:
-        return []
-    offsets = clip_offsets(num_frames, frame_step(sampling_rate, fps, target_fps))
-    span = int(offsets[-1]) + 1
-    duration = video_frames / fps
-    count = max(1, math.ceil(duration / window_seconds - 1e-9))
-    out = []
-    for w in range(count):
-        t0, t1 = w * window_seconds, min((w + 1) * window_seconds, duration)
-        centre = (t0 + t1) / 2 * fps
-        start = int(round(centre - (span - 1) / 2))
-        start = min(max(start, 0), max(video_frames - span, 0))
-        idx = np.clip(start + offsets, 0, video_frames - 1).astype(np.int64)
-        out.append((round(t0, 3), round(t1, 3), idx))
-    return out
+    """Timeline windows ``(start_s, end_s, clip_indices)`` (``clip_indices``: (T,) for one clip,
+    else (num_clips, T)): windows of ``window_seconds`` every ``stride_seconds`` (default: the
+    window, i.e. consecutive), the last one cut at the end of the video (see
+    :mod:`src.engine.stream`). Empty when ``window_seconds <= 0`` or the frame rate is unknown."""
+    windows = plan_sliding_windows(video_frames, fps, window_seconds, stride_seconds, num_frames,
+                                   sampling_rate, num_clips, target_fps)
+    return [(w.start, w.stop, w.clips[0] if num_clips == 1 else w.clips) for w in windows]
 
 
 # ----------------------------------------------------------------------------- class names
@@ -136,15 +129,20 @@ class VideoPredictor:
 
     # -- one video
     def predict(self, path: str, *, topk: int = 5, window_seconds: float = 0.0,
-                return_frames: bool = False) -> Dict[str, Any]:
-        """Top-k classes of ``path`` averaged over clips x crops, plus the timeline if
-        ``window_seconds > 0``. Raises :class:`VideoDecodeError` for unreadable files.
-        With ``return_frames`` the sampled frames (clips in time order) are in ``"frames"``."""
+                return_frames: bool = False, stride_seconds: Optional[float] = None, smooth: int = 1,
+                threshold: float = 0.0) -> Dict[str, Any]:
+        """Top-k classes of ``path`` averaged over clips x crops; with ``window_seconds > 0`` also
+        the sliding-window timeline (see :meth:`predict_windows`). Raises
+        :class:`VideoDecodeError` for unreadable files. With ``return_frames`` the sampled frames
+        (clips in time order) are in ``"frames"``."""
+        if window_seconds and window_seconds > 0:
+            return self.predict_windows(path, window_seconds=window_seconds, stride_seconds=stride_seconds,
+                                        topk=topk, smooth=smooth, threshold=threshold,
+                                        return_frames=return_frames)
         with VideoReader(path, self.backend) as vr:
             n, fps = vr.num_frames, vr.fps
             clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps)
-            windows = plan_windows(n, fps, window_seconds, self.num_frames, self.sampling_rate, self.target_fps)
-            wanted = np.unique(np.concatenate([clips.reshape(-1)] + [w[2] for w in windows]))
+            wanted = np.unique(clips.reshape(-1))
             decoded = vr.get_frames(wanted)
         lookup = {int(f): i for i, f in enumerate(wanted)}
 
@@ -152,29 +150,103 @@ class VideoPredictor:
             return decoded[[lookup[int(f)] for f in idx]]
 
         views = [v for clip in clips for v in self._views(frames_of(clip))]
-        for _, _, idx in windows:
-            views.extend(self._views(frames_of(idx)))
-        probs = self.model.predict(np.stack(views))
-        main = probs[:len(clips) * self.num_crops].mean(axis=0)
-        result: Dict[str, Any] = {
-            "path": path, "num_frames": int(n), "fps": round(float(fps), 3),
-            "num_clips": int(len(clips)), "num_crops": self.num_crops,
-            "clip_frames": self.num_frames, "sampling_rate": self.sampling_rate,
-            "clips": clips.tolist(), "topk": self._topk(main, topk), "probs": main.tolist(),
-        }
-        if windows:
-            timeline = []
-            rest = probs[len(clips) * self.num_crops:]
-            for w, (t0, t1, idx) in enumerate(windows):
-                p = rest[w * self.num_crops:(w + 1) * self.num_crops].mean(axis=0)
-                best = self._topk(p, 1)[0]
-                timeline.append({"start": t0, "end": t1, "frames": [int(idx[0]), int(idx[-1])], **best})
-            result["window_seconds"] = float(window_seconds)
-            result["timeline"] = timeline
+        main = self.model.predict(np.stack(views)).mean(axis=0)
+        result = self._video_result(path, n, fps, clips, main, topk)
         if return_frames:
             result["frames"] = np.concatenate([frames_of(c) for c in clips])
         return result
 
+    def _video_result(self, path: str, n: int, fps: float, clips: np.ndarray, probs: np.ndarray,
+                      topk: int) -> Dict[str, Any]:
+        return {"path": path, "num_frames": int(n), "fps": round(float(fps), 3),
+                "num_clips": int(len(clips)), "num_crops": self.num_crops,
+                "clip_frames": self.num_frames, "sampling_rate": self.sampling_rate,
+                "clips": clips.tolist(), "topk": self._topk(probs, topk), "probs": probs.tolist()}
 
-__all__ = ["VideoPredictor", "plan_clips", "plan_windows", "read_class_names",
+    def _window_pipeline(self, fps: float, window_seconds: float, stride_seconds: Optional[float],
+                         pin: Sequence[int] = ()) -> Tuple[WindowPlan, WindowScorer, SlidingWindows]:
+        plan = WindowPlan(fps=fps, window_s=window_seconds, stride_s=stride_seconds or window_seconds,
+                          num_frames=self.num_frames, sampling_rate=self.sampling_rate,
+                          num_clips=self.num_clips, target_fps=self.target_fps)
+        scorer = WindowScorer(self.model, self.transform, self.num_crops)
+        sliding = SlidingWindows(plan, scorer, FrameConverter(short_side_of(self.transform)), pin=pin)
+        return plan, scorer, sliding
+
+    def predict_windows(self, path: str, *, window_seconds: float, stride_seconds: Optional[float] = None,
+                        topk: int = 5, smooth: int = 1, threshold: float = 0.0,
+                        return_frames: bool = False) -> Dict[str, Any]:
+        """One pass over ``path``: every window of ``window_seconds`` every ``stride_seconds``
+        (``infer.num_clips`` clips x ``num_crops`` crops each, frames decoded and scaled once,
+        windows batched) plus the whole-video clips, gathered on the way. Memory is bounded by
+        one window, not by the video. ``timeline``: per window start/end/top-k (smoothed over the
+        last ``smooth`` windows; ``"uncertain"`` below ``threshold``); ``segments``: consecutive
+        windows with the same label merged; ``stats``: frames decoded, speed."""
+        with VideoReader(path, self.backend) as vr:  # frame count/rate for the whole-video clips
+            n, fps = vr.num_frames, vr.fps
+        if fps <= 0:
+            raise VideoDecodeError(path, "unknown frame rate: cannot place timeline windows")
+        clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps)
+        _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1))
+        timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
+        try:
+            source = open_source(path, fps=fps, realtime=False)
+        except StreamError as e:
+            raise VideoDecodeError(path, str(e).split(": ", 1)[-1]) from None
+        try:
+            stats = drive(source, sliding, scorer, lambda w, p, arrived: timeline.add(w, p))
+        finally:
+            source.close()
+        if stats.frames == 0:
+            raise VideoDecodeError(path, stats.error or "no frames decoded")
+        if stats.interrupted:
+            raise KeyboardInterrupt
+        main_frames = [sliding.pinned(c) for c in clips]
+        views = [v for frames in main_frames for v in self._views(frames)]
+        main = self.model.predict(np.stack(views)).mean(axis=0)
+        result = self._video_result(path, n, fps, clips, main, topk)
+        result.update({"window_seconds": float(window_seconds),
+                       "stride_seconds": float(stride_seconds or window_seconds),
+                       "smooth": int(smooth), "threshold": float(threshold),
+                       "timeline": timeline.entries, "segments": timeline.segments(),
+                       "stats": stats.to_dict()})
+        if return_frames:
+            result["frames"] = np.concatenate(main_frames)
+        return result
+
+    def warm_up(self) -> None:
+        """One batch through the model (graph compilation happens here, not on the first window)."""
+        view = self.transform(np.zeros((self.num_frames, self.crop_size, self.crop_size, 3), np.uint8))
+        self.model.predict(view[None])
+
+    # -- a live source
+    def stream(self, spec: str, *, window_seconds: float, stride_seconds: Optional[float] = None,
+               topk: int = 5, smooth: int = 1, threshold: float = 0.0,
+               on_window: Optional[Callable[[Dict[str, Any]], None]] = None, fmt: Optional[str] = None,
+               fps: Optional[float] = None, realtime: bool = True, drop: Optional[bool] = None,
+               timeout: float = 10.0) -> Tuple[Timeline, RunStats, float]:
+        """Score a camera / URL / stdin / real-time file window by window: ``on_window(entry)``
+        right after each window is scored (``entry``: the timeline entry plus ``latency_ms`` from
+        the arrival of the window's last frame). Returns ``(timeline, stats, fps)``. An
+        unopenable source raises :class:`StreamError`; a break mid-way is in ``stats.error``."""
+        self.warm_up()  # compile before the first frame: the first window's latency is then real
+        source = open_source(spec, fmt=fmt, timeout=timeout, fps=fps, realtime=realtime)
+        try:
+            plan, scorer, sliding = self._window_pipeline(source.fps, window_seconds, stride_seconds)
+            timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
+
+            def emit(w: Window, probs: np.ndarray, arrived: float) -> None:
+                entry = timeline.add(w, probs)
+                entry["latency_ms"] = round(1e3 * (time.monotonic() - arrived), 1)
+                if on_window is not None:
+                    on_window(entry)
+
+            stats = drive(source, sliding, scorer, emit, capacity=max(16, plan.keep), drop=drop)
+        finally:
+            source.close()
+        if stats.frames == 0 and not stats.interrupted:
+            raise StreamError(stats.error or f"{spec}: no video frames")
+        return timeline, stats, source.fps
+
+
+__all__ = ["VideoPredictor", "plan_clips", "plan_windows", "plan_sliding_windows", "read_class_names",
            "kinetics400_classes", "resolve_class_names", "VideoDecodeError", "KINETICS400_FILE"]
