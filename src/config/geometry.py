@@ -15,7 +15,8 @@ Filled when absent or null:
 * ``data_loader.{train,eval}.dataset.num_frames`` / ``sampling_rate`` / ``target_fps``
   (when the data set takes them; ``num_frames`` must equal the model's)
 * the size of the train crop transform (must equal ``model.crop_size``), the eval
-  ``ShortSideScale`` / ``SpatialCrops`` sizes, ``Normalize`` mean/std
+  ``ShortSideScale`` / ``SpatialCrops`` sizes, the input convention of the weights:
+  ``Rescale`` value range, ``ChannelOrder`` order, ``Normalize`` mean/std
 * ``infer.short_side`` / ``infer.crop_size`` (the test views)
 """
 from __future__ import annotations
@@ -105,6 +106,10 @@ def resolve_geometry(cfg: Dict[str, Any]) -> Dict[str, Any]:
             elif op.get("type") == "Normalize":
                 _fill(op, "mean", list(rec.mean))
                 _fill(op, "std", list(rec.std))
+            elif op.get("type") == "Rescale":
+                _fill(op, "value_range", rec.value_range)
+            elif op.get("type") == "ChannelOrder":
+                _fill(op, "order", rec.channel_order)
     infer = cfg.get("infer")
     if isinstance(infer, dict):
         _fill(infer, "short_side", rec.test_short_side)

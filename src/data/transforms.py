@@ -167,11 +167,71 @@ class RandomHorizontalFlip:
 
 @TRANSFORMS.register("Rescale")
 class Rescale:
-    """uint8 [0, 255] -> float32 [0, 1]."""
+    """uint8 [0, 255] -> float32 [0, ``value_range``]: 1.0 (X3D) or 255.0 (raw pixel values, the
+    Efficient-3DCNNs weights); null in a config = the model record's."""
+
+    def __init__(self, value_range: float = 1.0) -> None:
+        if not isinstance(value_range, (int, float)) or isinstance(value_range, bool) or value_range <= 0:
+            raise ValueError(f"Rescale: 'value_range' must be > 0, got {value_range!r}")
+        self.value_range = float(value_range)
 
     def __call__(self, clip: np.ndarray, *, crop_index: int = 0, rng=None) -> np.ndarray:
         _check_clip(clip, "Rescale")
-        return clip.astype(np.float32) * np.float32(1.0 / 255.0)
+        if self.value_range == 255.0:
+            return clip.astype(np.float32)
+        return clip.astype(np.float32) * np.float32(self.value_range / 255.0)
+
+
+@TRANSFORMS.register("ChannelOrder")
+class ChannelOrder:
+    """``RGB`` (as decoded: a no-op) or ``BGR`` (reversed channels, as OpenCV-decoded training
+    frames of the Efficient-3DCNNs Kinetics weights); null in a config = the model record's."""
+
+    def __init__(self, order: str = "RGB") -> None:
+        if order not in ("RGB", "BGR"):
+            raise ValueError(f"ChannelOrder: 'order' must be 'RGB' or 'BGR', got {order!r}")
+        self.order = order
+
+    def __call__(self, clip: np.ndarray, *, crop_index: int = 0, rng=None) -> np.ndarray:
+        _check_clip(clip, "ChannelOrder")
+        return np.ascontiguousarray(clip[..., ::-1]) if self.order == "BGR" else clip
+
+
+@TRANSFORMS.register("MultiScaleCornerCrop")
+class MultiScaleCornerCrop:
+    """The Efficient-3DCNNs train crop: per clip, a scale from ``scales`` and a position from
+    ``positions`` (c, tl, tr, bl, br) are drawn uniformly; the square of side
+    ``int(short_side * scale)`` at that position is cut and resized (bilinear) to ``size``."""
+
+    SCALES = (1.0, 2 ** -0.25, 2 ** -0.5, 2 ** -0.75, 0.5)  # scale step 2^(-1/4), 5 scales
+
+    def __init__(self, size: int, scales: Sequence[float] = SCALES,
+                 positions: Sequence[str] = ("c", "tl", "tr", "bl", "br")) -> None:
+        self.size = _positive_int(size, "MultiScaleCornerCrop", "size")
+        self.scales = [float(s) for s in scales]
+        if not self.scales or any(not 0 < s <= 1 for s in self.scales):
+            raise ValueError(f"MultiScaleCornerCrop: 'scales' must be in (0, 1], got {scales!r}")
+        bad = [p for p in positions if p not in ("c", "tl", "tr", "bl", "br")]
+        if bad or not positions:
+            raise ValueError(f"MultiScaleCornerCrop: 'positions' must be among c, tl, tr, bl, br, got {positions!r}")
+        self.positions = list(positions)
+
+    def box(self, height: int, width: int, scale: float, position: str):
+        """(top, left, side) of the crop in a (height, width) frame."""
+        side = int(min(height, width) * scale)
+        if position == "c":
+            return int(round(height / 2 - side / 2)), int(round(width / 2 - side / 2)), side
+        top = 0 if position[0] == "t" else height - side
+        left = 0 if position[1] == "l" else width - side
+        return top, left, side
+
+    def __call__(self, clip: np.ndarray, *, crop_index: int = 0, rng=None) -> np.ndarray:
+        _check_clip(clip, "MultiScaleCornerCrop")
+        rng = rng if rng is not None else np.random.default_rng()
+        scale = self.scales[int(rng.integers(len(self.scales)))]
+        position = self.positions[int(rng.integers(len(self.positions)))]
+        top, left, side = self.box(clip.shape[1], clip.shape[2], scale, position)
+        return resize_clip(clip[:, top:top + side, left:left + side], self.size, self.size)
 
 
 @TRANSFORMS.register("Normalize")

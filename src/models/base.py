@@ -163,8 +163,9 @@ def resolve_pretrained_cfg(name: str, model_kwargs: Optional[Dict[str, Any]] = N
 
 
 def attach_pretrained_cfg(net: "VideoClassifier", name: str, model_kwargs: Dict[str, Any]) -> "VideoClassifier":
-    """Set ``net.pretrained_cfg`` (called by each variant builder)."""
+    """Set ``net.pretrained_cfg`` and ``net.model_name`` (called by each variant builder)."""
     net.pretrained_cfg = resolve_pretrained_cfg(name, model_kwargs)
+    net.model_name = name
     return net
 
 

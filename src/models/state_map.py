@@ -109,3 +109,41 @@ def load_reference_checkpoint_dict(obj: Any, *, source: str = "checkpoint") -> D
 
 
 __all__ = ["map_reference_state", "load_reference_checkpoint_dict", "describe", "BN_LEAVES"]
+
+
+# ----------------------------------------------------------------------------------- layout
+from .weights import WeightLayout, register_layout  # noqa: E402
+
+# The reference's ``arch`` entry (its --model string) per registered builder.
+REFERENCE_ARCH = {"e3d_mobilenet": "mobilenet", "e3d_mobilenetv2": "mobilenetv2", "e3d_shufflenet": "shufflenet",
+                  "e3d_shufflenetv2": "shufflenetv2", "e3d_squeezenet": "squeezenet", "e3d_resnet": "resnet",
+                  "e3d_resnext": "resnext"}
+
+
+class Efficient3DLayout(WeightLayout):
+    """okankop/Efficient-3DCNNs ``.pth`` files: ``{epoch, arch, state_dict, optimizer, best_prec1}``
+    with DataParallel's ``module.`` prefix; our networks mirror its module names."""
+
+    name = "efficient3dcnns"
+    model_prefixes = ("e3d_",)
+    describe = "module.features.* / module.conv1.* / module.layer1.* keys of the Efficient-3DCNNs models"
+
+    def detect(self, keys) -> bool:
+        return any(k.split(".", 1)[0] in ("features", "conv1", "conv_last", "classifier", "layer1", "fc")
+                   for k in keys)
+
+    def convert(self, state, net, *, where):
+        params = map_reference_state(state, net, source=where)
+        dropped = sum(1 for k in state if k.endswith("num_batches_tracked"))
+        return params, {"read": len(state), "dropped": dropped}
+
+    def check_extra(self, extra, net, *, where):
+        arch = extra.get("arch")
+        model_type = getattr(net, "model_name", "")
+        expected = REFERENCE_ARCH.get(str(model_type))
+        if isinstance(arch, str) and expected is not None and arch.lower() != expected:
+            raise UserError(f"{where}: the checkpoint is a '{arch}' (its 'arch' entry) but the config builds "
+                            f"'{expected}'; use the matching e3d_{arch} config")
+
+
+register_layout(Efficient3DLayout())

@@ -115,3 +115,42 @@ def test_eval_operations_override_views():
     composed = build_transforms(new)
     assert composed.num_crops == 3
     assert composed(coord_clip(2, 30, 60), crop_index=2).shape == (3, 2, 40, 40)
+
+
+# ----------------------------------------------------------------------------- Efficient-3DCNNs input
+class _Pick:
+    """A Generator stand-in whose integers(n) returns a chosen index."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def integers(self, n):
+        return self.values.pop(0)
+
+
+def test_multiscale_corner_crop_boxes_by_hand():
+    from src.data.transforms import MultiScaleCornerCrop
+    op = MultiScaleCornerCrop(size=112)
+    # 240 x 320 frame: short side 240; scale 2^-0.5 -> side int(169.7) = 169
+    assert op.box(240, 320, 2 ** -0.5, "c") == (round(120 - 84.5), round(160 - 84.5), 169)
+    assert op.box(240, 320, 2 ** -0.5, "tl") == (0, 0, 169)
+    assert op.box(240, 320, 2 ** -0.5, "tr") == (0, 320 - 169, 169)
+    assert op.box(240, 320, 2 ** -0.5, "bl") == (240 - 169, 0, 169)
+    assert op.box(240, 320, 0.5, "br") == (120, 200, 120)
+    assert [round(s, 6) for s in op.SCALES] == [1.0, 0.840896, 0.707107, 0.594604, 0.5]
+    clip = np.zeros((2, 240, 320, 3), np.uint8)
+    clip[:, :120, 200:] = 255  # only the top-right 120 x 120 square is white
+    out = op(clip, rng=_Pick(4, 2))  # scale 0.5, position "tr"
+    assert out.shape == (2, 112, 112, 3) and out.min() == 255
+
+
+def test_channel_order_and_value_range():
+    from src.data.transforms import ChannelOrder, Rescale
+    clip = np.zeros((1, 2, 2, 3), np.uint8)
+    clip[..., 0], clip[..., 2] = 10, 200
+    bgr = ChannelOrder("BGR")(clip)
+    assert bgr[0, 0, 0].tolist() == [200, 0, 10]
+    assert ChannelOrder("RGB")(clip) is clip
+    raw = Rescale(255.0)(clip)
+    assert raw.dtype == np.float32 and raw[0, 0, 0].tolist() == [10.0, 0.0, 200.0]
+    np.testing.assert_allclose(Rescale()(clip)[0, 0, 0], [10 / 255, 0, 200 / 255], rtol=1e-6)
