@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import mindspore as ms
 import torch
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from src.engine.trainer import TrainStep
 from src.errors import UserError
