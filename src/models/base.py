@@ -169,6 +169,17 @@ def attach_pretrained_cfg(net: "VideoClassifier", name: str, model_kwargs: Dict[
     return net
 
 
+class FlopsSequential(nn.SequentialCell):
+    """A sequence of blocks whose ``flops(shape) -> (macs, out_shape)`` chain through it."""
+
+    def flops(self, shape: Tuple[int, int, int, int]) -> Tuple[int, Tuple[int, int, int, int]]:
+        total = 0
+        for block in self.cell_list:
+            macs, shape = block.flops(shape)
+            total += macs
+        return total, shape
+
+
 def check_finetune(finetune: str) -> None:
     if finetune not in FINETUNE_MODES:
         raise UserError(f"train.finetune: expected one of {', '.join(FINETUNE_MODES)}, got '{finetune}'")

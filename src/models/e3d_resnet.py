@@ -37,7 +37,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeUniform, Uniform
 
 from ..errors import UserError
-from .base import PretrainedCfg, VideoClassifier, attach_pretrained_cfg, register_model
+from .base import FlopsSequential, PretrainedCfg, VideoClassifier, attach_pretrained_cfg, register_model
 from .layers import BatchNorm3d, Conv3d, ceil_div
 
 Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
@@ -232,15 +232,8 @@ def _downsample_flops(block: nn.Cell, n_out: int) -> int:
     return 0
 
 
-class ResLayer(nn.SequentialCell):
+class ResLayer(FlopsSequential):
     """``layerN``: blocks ``0..n-1``; block 0 carries the stride and the shortcut."""
-
-    def flops(self, shape: Shape) -> Tuple[int, Shape]:
-        total = 0
-        for block in self.cell_list:
-            macs, shape = block.flops(shape)
-            total += macs
-        return total, shape
 
 
 # ----------------------------------------------------------------------------- network

@@ -32,7 +32,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from ..registry import MODELS
-from .base import PretrainedCfg, VideoClassifier, attach_pretrained_cfg, count_params, register_model
+from .base import FlopsSequential, PretrainedCfg, VideoClassifier, attach_pretrained_cfg, count_params, register_model
 from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
                      ceil_div, global_avg_pool, PointwiseConv3d)
 
@@ -195,15 +195,8 @@ def create_x3d_res_block(*, dim_in: int, dim_inner: int, dim_out: int, spatial_s
                     temporal_kernel=temporal_kernel, se_ratio=se_ratio, conv_impl=conv_impl)
 
 
-class ResStage(nn.SequentialCell):
+class ResStage(FlopsSequential):
     """``depth`` blocks; the first one strides spatially; SE on blocks 0, 2, 4, ..."""
-
-    def flops(self, shape: Shape) -> Tuple[int, Shape]:
-        total = 0
-        for block in self.cell_list:
-            macs, shape = block.flops(shape)
-            total += macs
-        return total, shape
 
 
 def create_x3d_res_stage(*, depth: int, dim_in: int, dim_inner: int, dim_out: int,

@@ -84,6 +84,9 @@ def test_train_distribute_script_runs_and_only_rank0_writes(data, tmp_path):
     assert {"worker_0.log", "worker_1.log"} <= set(logs)
     assert "2 process(es)" in logs["worker_0.log"] and "final validation top-1" in logs["worker_0.log"]
     assert "final validation" not in logs["worker_1.log"]
+    # only rank 0 prints step and epoch lines (they used to interleave on the console)
+    assert "epoch 1/1 step" in logs["worker_0.log"] and "epoch 1/1 done" in logs["worker_0.log"]
+    assert "epoch 1/1 step" not in logs["worker_1.log"] and "epoch 1/1 done" not in logs["worker_1.log"]
     _, meta = read_checkpoint(str(out / "last.ckpt"))
     assert meta["epoch"] == 1 and meta["global_step"] == 3  # 12 clips / (2 ranks x batch 2)
     assert len(list(out.glob("*.ckpt"))) == 3  # last, best, epoch 1: written once, by rank 0
