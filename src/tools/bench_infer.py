@@ -15,9 +15,10 @@ own subprocess (so one runtime's thread pools and memory do not disturb another'
   ``intra_op_num_threads`` = threads.
 * ``torch``: the same pytorchvideo network in torch eager mode, ``torch.no_grad``.
 
-Times are medians per batch after two warm-up calls (ms per clip = batch time / batch). Ratios are
-their time over ours (> 1: ours is faster); the target is >= 1.0 against onnxruntime. One run:
-expect a few percent of noise on a shared machine.
+Times are medians per batch after two warm-up calls (ms per clip = batch time / batch), wall clock
+and process CPU time (all threads; less sensitive to other jobs on a shared machine). Ratios are
+their time over ours (> 1: ours is faster), for the MINDIR and the checkpoint; the target is >= 1.0
+for the MINDIR against onnxruntime. One run: expect a few percent of noise on a quiet machine.
 """
 from __future__ import annotations
 
@@ -44,19 +45,23 @@ RESULT = "BENCH_INFER "
 
 # ----------------------------------------------------------------------------------- timing
 def time_calls(fn: Any, *, reps: int, budget_s: float) -> Dict[str, float]:
-    """Median seconds of ``fn()`` after two warm-up calls: at least ``reps`` calls, more (up to
-    3x) while within ``budget_s`` seconds."""
+    """Median wall seconds of ``fn()`` after two warm-up calls (at least ``reps`` calls, more, up to
+    3x, while within ``budget_s`` seconds), and the median process CPU seconds (all threads): on
+    a machine shared with other jobs wall time measures the contention, CPU time much less."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
     fn()
     times: List[float] = []
+    cpu: List[float] = []
     start = time.perf_counter()
     while len(times) < reps or (len(times) < 3 * reps and time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return {"median_s": float(np.median(times)), "first_s": first, "reps": len(times)}
+        cpu.append(time.process_time() - c)
+    return {"median_s": float(np.median(times)), "cpu_median_s": float(np.median(cpu)), "first_s": first,
+            "reps": len(times)}
 
 
 def clip_batch(batch: int, crop: int, seed: int = 0) -> np.ndarray:
@@ -114,14 +119,13 @@ def run_side(side: str, batch: int, threads: int, crop: int, files: Dict[str, st
     """Time one side at one batch size in this process."""
     x = clip_batch(batch, crop)
     if side in ("mindir", "ckpt"):
-        import mindspore as ms
+        import mindspore  # noqa: F401
         from ..config import load_config
         from ..context import init_context
         from ..engine.inference import load_inference_model
 
-        cfg = load_config(CONFIG)
+        cfg = load_config(CONFIG, [f"context.cpu_threads={threads}"])
         init_context(cfg.context, "CPU")
-        ms.device_context.cpu.op_tuning.threads_num(threads)
         kw = {"mindir": files[f"mindir_b{batch}"]} if side == "mindir" else {"ckpt": files["ckpt"]}
         model = load_inference_model(cfg, batch_size=batch, **kw)
         res = time_calls(lambda: model.predict(x), reps=reps, budget_s=budget)
@@ -149,6 +153,7 @@ def run_side(side: str, batch: int, threads: int, crop: int, files: Dict[str, st
         raise UserError(f"--side {side}: expected one of {', '.join(SIDES)}")
     res["per_clip_ms"] = 1e3 * res["median_s"] / batch
     res["batch_ms"] = 1e3 * res["median_s"]
+    res["cpu_per_clip_ms"] = 1e3 * res["cpu_median_s"] / batch
     return res
 
 
@@ -173,7 +178,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES, help="what to measure")
     p.add_argument("--reps", type=int, default=10, help="timed calls per configuration (at least)")
     p.add_argument("--budget", type=float, default=15.0, help="seconds of timing per configuration")
-    p.add_argument("--workdir", default=None, help="keep the exported files here (default: a temp folder)")
+    p.add_argument("--workdir", default=None,
+                   help="keep the exported files here and reuse them on the next run (same --crop; default: a temp folder)")
     p.add_argument("--json", dest="json_out", help="write the results here")
     p.add_argument("--worker", choices=("prepare-ours", "prepare-onnx", "time"), help=argparse.SUPPRESS)
     p.add_argument("--side", help=argparse.SUPPRESS)
@@ -209,19 +215,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.makedirs(workdir, exist_ok=True)
         common = ["--workdir", workdir, "--crop", str(args.crop), "--threads", str(args.threads)]
         files: Dict[str, str] = {}
-        if {"mindir", "ckpt"} & set(args.sides):
+        ours = {"ckpt": os.path.join(workdir, "x3d_xs_random.ckpt"),
+                **{f"mindir_b{b}": os.path.join(workdir, f"x3d_xs_b{b}.mindir") for b in args.batches}}
+        onnx = {"onnx": os.path.join(workdir, "x3d_xs_pytorchvideo.onnx")}
+        for done in (ours, onnx):  # a --workdir of an earlier run (same --crop): reuse its exports
+            if args.workdir and all(os.path.isfile(f) for f in done.values()):
+                files.update(done)
+        if {"mindir", "ckpt"} & set(args.sides) and "ckpt" not in files:
             got = _subprocess(["--worker", "prepare-ours", "--batches", *map(str, args.batches), *common],
                               args.threads)
             if got is None:
                 raise UserError("exporting X3D-XS to MINDIR failed (see above)")
             files.update(got)
-        if "onnxruntime" in args.sides:
+        if "onnxruntime" in args.sides and "onnx" not in files:
             got = _subprocess(["--worker", "prepare-onnx", *common], args.threads)
             if got is not None:
                 files.update(got)
         results: Dict[str, Dict[str, Any]] = {}
         print(f"X3D-XS inference, clip {FRAMES}x{args.crop}x{args.crop}, {args.threads} threads")
-        print(f"{'side':12} {'batch':>5} {'ms/clip':>9} {'ms/batch':>9} {'reps':>5}")
+        print(f"{'side':12} {'batch':>5} {'ms/clip':>9} {'ms/batch':>9} {'cpu ms/clip':>11} {'reps':>5}")
         for b in args.batches:
             for side in args.sides:
                 if side == "onnxruntime" and "onnx" not in files:
@@ -231,16 +243,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if r is None:
                     continue
                 results.setdefault(side, {})[f"b{b}"] = r
-                print(f"{side:12} {b:5d} {r['per_clip_ms']:9.1f} {r['batch_ms']:9.1f} {r['reps']:5d}", flush=True)
+                print(f"{side:12} {b:5d} {r['per_clip_ms']:9.1f} {r['batch_ms']:9.1f} {r['cpu_per_clip_ms']:11.1f} "
+                      f"{r['reps']:5d}", flush=True)
     ratios: Dict[str, float] = {}
-    ours = results.get("mindir", {})
-    for b in args.batches:
-        for peer in ("onnxruntime", "torch"):
-            if f"b{b}" in ours and f"b{b}" in results.get(peer, {}):
-                ratios[f"{peer}_b{b}"] = results[peer][f"b{b}"]["per_clip_ms"] / ours[f"b{b}"]["per_clip_ms"]
-    for key, value in ratios.items():
-        peer, b = key.rsplit("_", 1)
-        print(f"ratio {peer} / ours (MINDIR), batch {b[1:]}: {value:.2f}x")
+    for mine in ("mindir", "ckpt"):
+        ours = results.get(mine, {})
+        for b in args.batches:
+            for peer in ("onnxruntime", "torch"):
+                theirs = results.get(peer, {}).get(f"b{b}")
+                if f"b{b}" in ours and theirs:
+                    wall = theirs["per_clip_ms"] / ours[f"b{b}"]["per_clip_ms"]
+                    cpu = theirs["cpu_per_clip_ms"] / ours[f"b{b}"]["cpu_per_clip_ms"]
+                    ratios[f"{peer}/{mine}_b{b}"] = wall
+                    ratios[f"{peer}/{mine}_b{b}_cpu"] = cpu
+                    print(f"ratio {peer} / ours ({mine}), batch {b}: {wall:.2f}x wall, {cpu:.2f}x CPU time")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"threads": args.threads, "clip": [FRAMES, args.crop], "results": results, "ratios": ratios},
