@@ -25,6 +25,9 @@ g3 24/240/480/960, g4 24/272/544/1088, g8 24/384/768/1536. Init: PyTorch default
 Clip length: the stride-2 shortcut pool has a temporal kernel of 2 without padding, so its output
 length (floor(T/2)) matches the branch's (ceil(T/2)) only for even T: the length after the max pool,
 ceil(T/2), must be a multiple of 8 (T = 15, 16, 31, 32, ...; the reference fails otherwise too).
+Spatially, torch's AvgPool3d also wants the unpadded input >= its 3x3 kernel (H, W >= 3 before layer3,
+so crops >= 33); MindSpore's pool accepts 2x2 (zero padding counted), so a 32 crop runs here but
+has no reference output to compare with.
 
 FLOPs (``flops()``): conv + classifier multiply-adds + 2 per BN output element (1.0x g3: 194.45 M). The
 paper's 199 MFLOPs (thop) adds ReLU outputs, both pools and the Linear as 2*in-1 per output.
