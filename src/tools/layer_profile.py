@@ -3,13 +3,16 @@
 Each distinct layer of the network is jitted alone at the shape it sees in the full model and
 timed forward and forward + backward (gradients w.r.t. input and parameters); times are
 multiplied by how often the layer occurs. Run through ``python -m src.tools.benchmark --layers``.
+
+``python -m src.tools.layer_profile --conv [--families ...] [--impls ...] [--batch 8]`` times each
+``Conv3d`` formulation on the Efficient-3DCNNs layer shapes (the measurements behind its CPU rule).
 """
 from __future__ import annotations
 
 import json
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -147,18 +150,18 @@ def op_profile(threads: int = 2, batch: int = 1, fold: bool = False, steps: int 
     import tempfile
     import mindspore as ms
     from mindspore import Profiler, Tensor
-    from src.models import create_x3d, fold_batchnorm
-    from src.models.x3d import X3D_VARIANTS
+    from src.models import build_model, fold_batchnorm
 
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
     ms.device_context.cpu.op_tuning.threads_num(threads)
-    net = create_x3d(**X3D_VARIANTS["x3d_xs"], num_classes=400)
+    net = build_model({"type": "x3d_xs", "num_classes": 400})
     net.set_train(False)
     if fold:
         fold_batchnorm(net)
     fwd = ms.jit(net.construct)
-    x = Tensor(np.random.default_rng(0).standard_normal((batch, 3, FRAMES, CROP, CROP), dtype=np.float32))
+    frames, crop = net.pretrained_cfg.num_frames, net.pretrained_cfg.crop_size
+    x = Tensor(np.random.default_rng(0).standard_normal((batch, 3, frames, crop, crop), dtype=np.float32))
     wall = _median_ms(lambda: fwd(x).asnumpy(), reps=steps)
     with tempfile.TemporaryDirectory() as out:
         prof = Profiler(output_path=out)
@@ -207,11 +210,96 @@ def op_main(threads: int = 2, batch: int = 1, json_out: Optional[str] = None) ->
     return 0
 
 
+# ----------------------------------------------------------------------------------- Conv3d impls
+# (dim_in, dim_out, groups, kernel, stride, frames, side) of the Efficient-3DCNNs at 16x112x112
+CONV_SHAPES: Dict[str, List[Tuple[int, int, int, int, Tuple[int, int, int], int, int]]] = {
+    "shufflenet_g3_1x1x1": [(60, 216, 3, 1, (1, 1, 1), 4, 14), (240, 60, 3, 1, (1, 1, 1), 4, 14),
+                            (60, 240, 3, 1, (1, 1, 1), 4, 14), (480, 120, 3, 1, (1, 1, 1), 2, 7),
+                            (120, 480, 3, 1, (1, 1, 1), 2, 7), (960, 240, 3, 1, (1, 1, 1), 1, 4),
+                            (240, 960, 3, 1, (1, 1, 1), 1, 4)],
+    "resnext101_g32_3x3x3": [(128, 128, 32, 3, (1, 1, 1), 8, 28), (256, 256, 32, 3, (2, 2, 2), 8, 28),
+                             (256, 256, 32, 3, (1, 1, 1), 4, 14), (512, 512, 32, 3, (1, 1, 1), 2, 7),
+                             (1024, 1024, 32, 3, (1, 1, 1), 1, 4)],
+    "resnet18_3x3x3": [(64, 64, 1, 3, (1, 1, 1), 8, 28), (64, 128, 1, 3, (2, 2, 2), 8, 28),
+                       (128, 128, 1, 3, (1, 1, 1), 4, 14), (256, 256, 1, 3, (1, 1, 1), 2, 7),
+                       (512, 512, 1, 3, (1, 1, 1), 1, 4)],
+    "stems": [(3, 24, 1, 3, (1, 2, 2), 16, 112), (3, 64, 1, 7, (1, 2, 2), 16, 112)],
+}
+
+
+def conv_time(impl: str, shape: Tuple[int, int, int, int, Tuple[int, int, int], int, int], batch: int,
+              threads: int) -> Dict[str, float]:
+    """Forward and forward + backward (input and weight gradients) ms of one ``Conv3d`` impl."""
+    import mindspore as ms
+    from mindspore import Tensor
+    from src.models.layers import Conv3d
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    ms.device_context.cpu.op_tuning.threads_num(threads)
+    dim_in, dim_out, groups, k, stride, t, hw = shape
+    net = Conv3d(dim_in, dim_out, k, stride=stride, padding=k // 2, groups=groups, impl=impl)
+    x = Tensor(np.random.default_rng(0).standard_normal((batch, dim_in, t, hw, hw), dtype=np.float32))
+    fwd = ms.jit(net.construct)
+
+    def loss(inp):
+        return net(inp).sum()
+    grad = ms.jit(ms.grad(loss, grad_position=0, weights=net.trainable_params()))
+    return {"forward_ms": _median_ms(lambda: fwd(x).asnumpy(), reps=5),
+            "train_ms": _median_ms(lambda: grad(x)[0].asnumpy(), reps=5)}
+
+
+def conv_main(threads: int = 2, batch: int = 8, impls: Sequence[str] = ("native", "split", "blockdiag", "gemm"),
+              families: Optional[Sequence[str]] = None, timeout: float = 300.0,
+              json_out: Optional[str] = None) -> int:
+    """Time every ``Conv3d`` impl on the family's layer shapes, one subprocess per (shape, impl)
+    (a timeout marks formulations too slow to measure)."""
+    import os
+    import subprocess
+    import sys
+    rows = []
+    print(f"Conv3d impls, batch {batch}, {threads} threads: forward / forward+backward ms")
+    for family in families or list(CONV_SHAPES):
+        for i, shape in enumerate(CONV_SHAPES[family]):
+            for impl in impls:
+                cmd = [sys.executable, "-m", "src.tools.layer_profile", "--conv-worker", family, str(i), impl,
+                       "--threads", str(threads), "--batch", str(batch)]
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                          env={**os.environ, "GLOG_v": "3", "OMP_NUM_THREADS": str(threads)})
+                    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CONV_RESULT ")]
+                    res = json.loads(line[-1][len("CONV_RESULT "):]) if line else {"error": proc.stderr[-300:]}
+                except subprocess.TimeoutExpired:
+                    res = {"timeout_s": timeout}
+                rows.append({"family": family, "shape": shape, "impl": impl, **res})
+                what = (f"{res['forward_ms']:9.1f} {res['train_ms']:9.1f}" if "forward_ms" in res else
+                        f"> {timeout:.0f} s" if "timeout_s" in res else "failed")
+                print(f"{family:22} {str(shape):40} {impl:10} {what}", flush=True)
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"threads": threads, "batch": batch, "rows": rows}, f, indent=2)
+    return 0
+
+
 if __name__ == "__main__":
     import argparse
-    p = argparse.ArgumentParser(description="op-type profile worker (see python -m src.tools.benchmark --ops)")
+    p = argparse.ArgumentParser(description="op-type profile worker (see python -m src.tools.benchmark --ops); "
+                                            "--conv: time the Conv3d impls on the Efficient-3DCNNs layer shapes")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, default=None)
     p.add_argument("--fold", action="store_true")
+    p.add_argument("--conv", action="store_true", help="time the Conv3d impls (all families unless --families)")
+    p.add_argument("--families", nargs="+", choices=list(CONV_SHAPES))
+    p.add_argument("--impls", nargs="+", default=["native", "split", "blockdiag", "gemm"])
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per (shape, impl) with --conv")
+    p.add_argument("--json", help="with --conv: write the rows here")
+    p.add_argument("--conv-worker", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
-    print("OPS_RESULT " + json.dumps(op_profile(a.threads, a.batch, a.fold)), flush=True)
+    if a.conv:
+        raise SystemExit(conv_main(a.threads, a.batch or 8, a.impls, a.families, a.timeout, a.json))
+    if a.conv_worker:
+        fam, idx, which = a.conv_worker
+        print("CONV_RESULT " + json.dumps(conv_time(which, CONV_SHAPES[fam][int(idx)], a.batch or 8, a.threads)),
+              flush=True)
+        raise SystemExit(0)
+    print("OPS_RESULT " + json.dumps(op_profile(a.threads, a.batch or 1, a.fold)), flush=True)
