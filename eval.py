@@ -32,6 +32,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                   "(default: <train.output_dir>/eval)")
     p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--video-level", action="store_true",
+                   help="the Efficient-3DCNNs video accuracy: every consecutive non-overlapping clip of each "
+                        "video (centre crop), scores averaged per video (frame-folder data sets; same as "
+                        "infer.video_level=true)")
     return parse_with_overrides(p, argv)
 
 
@@ -53,8 +57,15 @@ def run(args: argparse.Namespace) -> int:
     init_context(cfg.context, args.device)
 
     inf = cfg.infer
-    loader = create_loader(cfg, "eval", output_dir=out, num_clips=inf.num_clips, num_crops=inf.num_crops,
-                           short_side=inf.short_side, crop_size=inf.crop_size, batch_size=inf.batch_size)
+    video_level = bool(args.video_level or inf.video_level)
+    num_crops = inf.num_crops
+    if video_level:  # consecutive windows of each video, one centre crop each (the reference's test)
+        from src.data import with_video_protocol
+        cfg.data_loader.eval.dataset = with_video_protocol(cfg.data_loader.eval.dataset)
+        num_crops = 1
+    loader = create_loader(cfg, "eval", output_dir=out, num_clips=None if video_level else inf.num_clips,
+                           num_crops=num_crops, short_side=inf.short_side, crop_size=inf.crop_size,
+                           batch_size=inf.batch_size)
     model = load_inference_model(cfg, ckpt=args.ckpt)  # eval mode, BatchNorm folded (infer.fold_bn)
     names = list(loader.class_names)
     trained = model.class_names
@@ -62,29 +73,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {args.ckpt} was trained with classes {trained[:5]}... but the data set "
               f"lists {names[:5]}...; using the data set's order", file=sys.stderr)
 
-    print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
-          f"({inf.num_clips} clips x {inf.num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
-          flush=True)
+    if video_level:
+        print(f"evaluating {args.ckpt} video-level: {loader.num_videos} consecutive clips (centre crop "
+              f"{inf.crop_size} of short side {inf.short_side}), averaged per video", flush=True)
+    else:
+        print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
+              f"({inf.num_clips} clips x {num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
+              flush=True)
     t0 = time.perf_counter()
     agg = score_loader(model.net, loader, progress=not args.no_progress, desc="eval")
     seconds = time.perf_counter() - t0
     video_ids, scores, labels = agg.result()
+    paths, num_videos = loader.video_paths, loader.num_videos
+    if video_level:  # window scores -> videos
+        from src.data import frame_folders_of, windows_to_videos
+        ff = frame_folders_of(loader.video_dataset)
+        video_ids, scores, labels = windows_to_videos(video_ids, scores, labels, ff.window_video)
+        paths = [p for p, _ in ff.video_samples]
+        num_videos = len(paths)
     metrics = classification_metrics(scores, labels, loader.num_classes, names)
     scored = set(int(v) for v in video_ids)
-    failed = [p for i, p in enumerate(loader.video_paths) if i not in scored]  # no views: not decodable
+    failed = [p for i, p in enumerate(paths) if i not in scored]  # no views: not decodable
     reasons = _bad_reasons(loader.bad_files_path)
 
     results: Dict[str, Any] = {
         "checkpoint": os.path.abspath(args.ckpt),
         "config": os.path.abspath(args.config),
-        "views": {"num_clips": int(inf.num_clips), "num_crops": int(inf.num_crops),
+        "views": {"num_clips": "all consecutive" if video_level else int(inf.num_clips), "num_crops": int(num_crops),
                   "short_side": int(inf.short_side), "crop_size": int(inf.crop_size)},
+        "protocol": "video-level (consecutive clips)" if video_level else "multi-view",
         **metrics,  # its num_videos counts the scored videos; the listed count follows
-        "num_videos": int(loader.num_videos), "num_videos_scored": int(len(video_ids)),
+        "num_videos": int(num_videos), "num_videos_scored": int(len(video_ids)),
         "failed_videos": [{"video": p, "reason": reasons.get(p, "not decodable")} for p in failed],
         "missing_videos": int(len(loader.missing_files)), "seconds": round(seconds, 2),
         "class_names": names,
-        "videos": _top5(video_ids, scores, labels, loader.video_paths, names),
+        "videos": _top5(video_ids, scores, labels, paths, names),
     }
     _write_json(results, os.path.join(out, "eval_results.json"))
     plot_confusion(np.asarray(metrics["confusion_matrix"]), names, os.path.join(out, "confusion_matrix.png"))
@@ -93,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
           f"mean class accuracy: {100 * metrics['mean_class_accuracy']:.2f}%  "
           f"over {len(video_ids)} scored videos ({seconds:.1f} s)")
     if failed:
-        print(f"{len(failed)} of {loader.num_videos} videos could not be decoded and are not scored "
+        print(f"{len(failed)} of {num_videos} videos could not be decoded and are not scored "
               f"(failed_videos in eval_results.json, reasons in {loader.bad_files_path})")
     worst = sorted(((a, n) for n, a in metrics["per_class_accuracy"].items() if a is not None))[:5]
     print("lowest per-class accuracy: " + ", ".join(f"{n} {100 * a:.1f}%" for a, n in worst))

@@ -102,3 +102,58 @@ def test_bad_and_missing_videos_are_reported_not_substituted(setup, tmp_path):
     assert "1 of 7 videos could not be decoded" in r.stdout and "over 6 scored videos" in r.stdout
     bad = (out / "bad_files.txt").read_text().splitlines()
     assert len(bad) == 1 and bad[0].startswith(str(data / "val" / "broken.mp4") + "\t")
+
+
+def test_video_level_accuracy_averages_consecutive_clips_per_video(tmp_path):
+    """eval.py --video-level on frame folders: each video's score is the mean of the model's
+    scores over its consecutive 4-frame clips, recomputed here clip by clip."""
+    import yaml
+    from PIL import Image
+    from src.engine.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(0)
+    counts, lines = [9, 14, 4], []
+    for i, n in enumerate(counts):
+        folder = tmp_path / "frames" / f"v{i}"
+        folder.mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"img_{k + 1:05d}.jpg")
+        lines.append(f"v{i} {n} {i}")
+    (tmp_path / "frames" / "list.txt").write_text("\n".join(lines) + "\n")
+    ops = [{"type": "ShortSideScale", "size": 32}, {"type": "SpatialCrops", "size": 32, "num_crops": 1},
+           {"type": "Rescale"}, {"type": "Normalize"}, {"type": "ToCTHW"}]
+    ds = {"type": "RawFrameList", "root": str(tmp_path / "frames"), "ann_file": "list.txt", "sampling_rate": 1,
+          "pad_mode": "loop"}
+    model = {"type": "x3d_xs", "num_classes": 3, "num_frames": 4, "crop_size": 32, "width_factor": 0.5,
+             "depth_factor": 0.5, "head_dim": 16, "dropout_rate": 0.0}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"context": {"device_target": "CPU"}, "model": model,
+                                   "infer": {"short_side": 32, "crop_size": 32, "batch_size": 2},
+                                   "data_loader": {"eval": {"dataset": ds, "map": {"operations": ops},
+                                                            "batch_size": 2, "num_parallel_workers": 1}}}))
+    ms.set_device("CPU")
+    net = build_model(load_config(str(cfg)).model)
+    ckpt = save_checkpoint(net, str(tmp_path / "m.ckpt"), epoch=0, global_step=0)
+    out = tmp_path / "eval"
+    r = run_py(["eval.py", "--config", str(cfg), "--ckpt", ckpt, "--output", str(out), "--no-progress",
+                "--video-level"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.load(open(out / "eval_results.json"))
+    assert res["protocol"].startswith("video-level") and res["num_videos"] == res["num_videos_scored"] == 3
+
+    # independently: windows of 4 consecutive frames from 0, 4 apart, while the start is before the
+    # last frame (9 -> starts 0, 4; 14 -> 0, 4, 8; 4 -> 0), each looped to 4 frames; softmax per clip
+    from src.data import build_transforms
+    from src.engine.inference import load_inference_model
+    c = load_config(str(cfg))
+    transform = build_transforms(c.data_loader.eval.map.operations)
+    model_ = load_inference_model(c, ckpt=ckpt, batch_size=1)
+    for i, n in enumerate(counts):
+        folder = tmp_path / "frames" / f"v{i}"
+        frames = np.stack([np.asarray(Image.open(folder / f"img_{k + 1:05d}.jpg").convert("RGB")) for k in range(n)])
+        starts = list(range(0, max(n - 1, 1), 4))
+        clips = [frames[[s + (o % min(4, n - s)) for o in range(4)]] for s in starts]
+        probs = model_.predict(np.stack([transform(cl) for cl in clips])).mean(axis=0)
+        video = next(v for v in res["videos"] if v["video"].endswith(f"v{i}"))
+        for t in video["top5"]:
+            assert t["prob"] == pytest.approx(probs[t["label"]], abs=1e-5)

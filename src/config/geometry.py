@@ -78,6 +78,8 @@ def resolve_geometry(cfg: Dict[str, Any]) -> Dict[str, Any]:
                     f"or set model.num_frames")
             for key, value in (("num_frames", rec.num_frames), ("sampling_rate", rec.sampling_rate),
                                ("target_fps", rec.target_fps)):
+                if key == "sampling_rate" and ds.get("downsample") is not None:
+                    continue  # the frame-folder data sets' alias (the reference's name) is given
                 if _accepts(ds_builder, key) and (key not in ds or (ds[key] is None and key != "target_fps")):
                     ds[key] = value
         ops: List[Dict[str, Any]] = ((section.get("map") or {}).get("operations")) or []

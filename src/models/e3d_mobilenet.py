@@ -145,10 +145,18 @@ def make_classifier(dim_in: int, num_classes: int, dropout_rate: float, init: st
 
 
 def channel_shuffle(x, groups: int):
-    """View C as (groups, C/groups), swap the two axes, flatten: out[j*g + i] = in[i*(C/g) + j]."""
-    n, c, t, h, w = x.shape
-    x = x.reshape(n, groups, c // groups, t, h, w)
-    return ops.transpose(x, (0, 2, 1, 3, 4, 5)).reshape(n, c, t, h, w)
+    """View C as (groups, C/groups), swap the two axes, flatten: out[j*g + i] = in[i*(C/g) + j].
+
+    Written as one gather of the channels by a constant permutation: the same values as the
+    reshape-transpose-reshape, and it keeps T, H and W static when the batch is dynamic (an
+    exported graph), where the transposed 6-D view loses them."""
+    return ops.gather(x, _shuffle_index(x.shape[1], groups), 1)
+
+
+@ms.constexpr
+def _shuffle_index(channels: int, groups: int) -> Tensor:
+    per = channels // groups
+    return Tensor(np.arange(channels).reshape(groups, per).T.reshape(-1).astype(np.int32))
 
 
 def check_width(width_mult: float, name: str) -> None:

@@ -67,7 +67,7 @@ def test_demo_data_feeds_the_loader(demo, tmp_path):
     cfg_path = tmp_path / "c.yaml"
     ds = {"type": "VideoList", "root": str(demo), "num_frames": 4, "sampling_rate": 2}
     tail = [{"type": "Rescale"}, {"type": "ToCTHW"}]
-    cfg_path.write_text(yaml.safe_dump({"data_loader": {
+    cfg_path.write_text(yaml.safe_dump({"model": {"type": "x3d_xs", "num_frames": 4, "crop_size": 32}, "data_loader": {
         "train": {"dataset": dict(ds, ann_file="train.txt"), "batch_size": 4, "num_parallel_workers": 1,
                   "map": {"operations": [{"type": "RandomCrop", "size": 32},
                                          {"type": "RandomHorizontalFlip", "prob": 0.0}] + tail}},
