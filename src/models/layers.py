@@ -117,6 +117,8 @@ def resolve_grouped_impl(impl: str, *, dim_in: int, dim_out: int, groups: int,
                          f"(dim_in == dim_out == groups), got {dim_in} -> {dim_out} with groups={groups}")
     if impl == "auto":
         impl = _DEFAULT_IMPL["grouped"]
+    if impl in ("split", "blockdiag") and groups == 1:
+        impl = "native"  # one group: both are the plain convolution (and a 1-way split breaks graph export)
     device = device_target()
     if impl == "channelwise" and (not depthwise or device != "CPU" or kernels.library_path("channelwise") is None):
         impl = "auto"  # a CPU kernel, for depthwise convolutions only (no compiler: one warning was logged)
@@ -310,9 +312,10 @@ class Conv3d(nn.Cell):
         elif self.impl == "gemm":
             y = self._gemm(x)
         else:
-            xs = ops.split(x, self.dim_in // self.groups, axis=1)
-            ws = ops.split(self.weight, self.dim_out // self.groups, axis=0)
-            y = ops.cat([self.conv(xs[i], ws[i]) for i in range(self.groups)], axis=1)
+            # static slices, not ops.split: a graph with a dynamic batch (export) cannot size a Split
+            ci, co = self.dim_in // self.groups, self.dim_out // self.groups
+            y = ops.cat([self.conv(x[:, i * ci:(i + 1) * ci], self.weight[i * co:(i + 1) * co])
+                         for i in range(self.groups)], axis=1)
         if self.bias is not None:
             y = y + self.bias.reshape(1, -1, 1, 1, 1)
         return y
@@ -343,7 +346,9 @@ class Conv3d(nn.Cell):
         cols = self.vol2col(x, self.geometry)  # (C_in*taps, N, L)
         length = n * to * ho * wo
         if g == 1:
-            y = self.conv(cols.reshape(1, k, length, 1, 1), self.weight.reshape(cout, k, 1, 1, 1))
+            # positions on the last axis: with them on the first spatial axis oneDNN's weight gradient
+            # took a slow path (hundreds of times slower)
+            y = self.conv(cols.reshape(1, k, 1, 1, length), self.weight.reshape(cout, k, 1, 1, 1))
         else:
             y = ops.matmul(self.weight.reshape(g, cout // g, k), cols.reshape(g, k, length))
         return y.reshape(cout, n, to * ho * wo).transpose(1, 0, 2).reshape(n, cout, to, ho, wo)
@@ -447,6 +452,16 @@ def _custom_channelwise(stride: Triple, padding: Triple, *, with_bias: bool = Fa
     return forward
 
 
+def _first_shape(xs, *_rest):
+    """Custom-op shape inference: the output has the first input's shape."""
+    return list(xs)
+
+
+def _first_dtype(xt, *_rest):
+    """Custom-op type inference: the output has the first input's dtype."""
+    return xt
+
+
 def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Custom:
     """``ops.Custom`` gathering convolution patches (C++ ``X3dVol2Col``), its adjoint as bprop."""
     lib = kernels.library_path("vol2col")
@@ -459,14 +474,13 @@ def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Cust
             raise ValueError(f"Conv3d: input {tuple(xs)} is smaller than kernel {kernel} with padding {padding}")
         return [xs[1] * taps, xs[0], dims[0] * dims[1] * dims[2]]
 
-    backward = ops.Custom(f"{lib}:X3dCol2Vol", out_shape=lambda xs, _cs, _ds: xs,
-                          out_dtype=lambda xt, _ct, _dt: xt, func_type="aot")
+    backward = ops.Custom(f"{lib}:X3dCol2Vol", out_shape=_first_shape, out_dtype=_first_dtype, func_type="aot")
     backward.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
 
     def bprop(x, cfg, out, dout):
         return backward(x, cfg, dout), ops.zeros_like(cfg)
 
-    forward = ops.Custom(f"{lib}:X3dVol2Col", out_shape=out_shape, out_dtype=lambda xt, _ct: xt,
+    forward = ops.Custom(f"{lib}:X3dVol2Col", out_shape=out_shape, out_dtype=_first_dtype,
                          func_type="aot", bprop=bprop)
     forward.add_prim_attr("x3d_geometry", geometry)
     return forward
