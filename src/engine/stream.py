@@ -13,8 +13,9 @@
          window, per-label segments (consecutive windows with the same label merged)
 
 Windows (:class:`WindowPlan`): window ``k`` covers ``[k * stride, k * stride + window)`` seconds,
-source frames ``[round(k * stride * fps), round((k * stride + window) * fps))``; windows are emitted while they
-fit in the video, plus one last window cut at the end of the video when frames remain uncovered
+source frames ``[round(k * stride * fps), round((k * stride + window) * fps))``; windows are
+emitted while they fit in the video, plus one last window cut at the end of the video when frames
+remain uncovered
 (a video shorter than one window gives one window). Each window holds ``num_clips`` clips of the
 model (sampling from :mod:`src.data.sampling`: ``clip_size`` source frames, ``clip_at``); clip
 ``i`` starts at ``eval_clip_start`` within the window, and a window shorter than one clip takes
@@ -22,22 +23,21 @@ the clip that ENDS at the window's last frame (earlier frames, never later ones:
 has no future). So the clips of a window depend only on frames before its end, and a file and
 the same bytes from a pipe give the same windows.
 
-Memory: the ring holds ``keep = max(window frames, clip_size) + 1`` frames, the RGB cache only
-frames of windows not yet emitted, the scorer at most one batch plus one window of views: all
-independent of the video's length.
+Memory: the ring holds ``keep = max(window frames, clip_size) + 1`` decoded frames and at most as
+many scaled RGB ones, the whole-video clips (``pin``) num_clips x T scaled frames, the scorer at
+most one batch plus one window of views: all independent of the video's length.
 """
 from __future__ import annotations
 
 import collections
 import math
 import os
-import queue
 import re
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -563,7 +563,7 @@ def _interrupt_on_sigint() -> Callable[[], None]:
 
 
 def drive(source: Source, sliding: SlidingWindows, scorer: WindowScorer,
-          emit: Callable[[Window, np.ndarray, float], None], *, capacity: int = 64,
+          emit: Callable[[Window, np.ndarray, float], None], *, capacity: int = 16,
           drop: Optional[bool] = None) -> RunStats:
     """Run ``source`` through the windows: a reader thread fills a bounded buffer (dropping the
     oldest frame when ``drop``, default ``source.live``), this thread scores windows and calls
