@@ -374,10 +374,12 @@ class _TwentyBN(FrameFolderDataset):
     FRAMES_DIR = ""    # folder of the frame folders in the official archive
     SPLITS = {"train": "train", "val": "validation", "validation": "validation"}
 
-    def __init__(self, root: str, split: str, num_frames: int, sampling_rate: Optional[float],
-                 downsample: Optional[int], num_clips: int, ann_dir: Optional[str], frames_dir: Optional[str],
-                 annotations: str, filename_tmpl: str, start_index: int, pad_mode: str, protocol: str,
-                 target_fps: Optional[float], fps: Optional[float], output_dir: Optional[str]) -> None:
+    def __init__(self, root: str, num_frames: int, split: str = "train", sampling_rate: Optional[float] = None,
+                 downsample: Optional[int] = None, num_clips: int = 1, ann_dir: Optional[str] = None,
+                 frames_dir: Optional[str] = None, annotations: str = "auto", filename_tmpl: str = "{:05d}.jpg",
+                 start_index: int = 1, pad_mode: str = "loop", protocol: str = "views",
+                 target_fps: Optional[float] = None, fps: Optional[float] = None,
+                 output_dir: Optional[str] = None) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, downsample=downsample,
                          num_clips=num_clips, target_fps=target_fps, fps=fps, output_dir=output_dir,
                          label_map=None, filename_tmpl=filename_tmpl, start_index=start_index,
@@ -483,15 +485,6 @@ class Jester(_TwentyBN):
     PREFIX = "jester-v1"
     FRAMES_DIR = "20bn-jester-v1"
 
-    def __init__(self, root: str, num_frames: int, split: str = "train", sampling_rate: Optional[float] = None,
-                 downsample: Optional[int] = None, num_clips: int = 1, ann_dir: Optional[str] = None,
-                 frames_dir: Optional[str] = None, annotations: str = "auto", filename_tmpl: str = "{:05d}.jpg",
-                 start_index: int = 1, pad_mode: str = "loop", protocol: str = "views",
-                 target_fps: Optional[float] = None, fps: Optional[float] = None,
-                 output_dir: Optional[str] = None) -> None:
-        super().__init__(root, split, num_frames, sampling_rate, downsample, num_clips, ann_dir, frames_dir,
-                         annotations, filename_tmpl, start_index, pad_mode, protocol, target_fps, fps, output_dir)
-
 
 @DATASETS.register()
 class SomethingSomethingV1(_TwentyBN):
@@ -502,15 +495,6 @@ class SomethingSomethingV1(_TwentyBN):
 
     PREFIX = "something-something-v1"
     FRAMES_DIR = "20bn-something-something-v1"
-
-    def __init__(self, root: str, num_frames: int, split: str = "train", sampling_rate: Optional[float] = None,
-                 downsample: Optional[int] = None, num_clips: int = 1, ann_dir: Optional[str] = None,
-                 frames_dir: Optional[str] = None, annotations: str = "auto", filename_tmpl: str = "{:05d}.jpg",
-                 start_index: int = 1, pad_mode: str = "loop", protocol: str = "views",
-                 target_fps: Optional[float] = None, fps: Optional[float] = None,
-                 output_dir: Optional[str] = None) -> None:
-        super().__init__(root, split, num_frames, sampling_rate, downsample, num_clips, ann_dir, frames_dir,
-                         annotations, filename_tmpl, start_index, pad_mode, protocol, target_fps, fps, output_dir)
 
 
 _FRAME_KEYS = ("dir", "filename_tmpl", "start_index", "pad_mode", "fps", "protocol")

@@ -371,7 +371,7 @@ def test_motion_configs_turn_flip_off():
     from src.config import CONFIG_DIR
 
     for name in ("jester.yaml", "sthv1.yaml", "demo_rawframes.yaml"):
-        data = yaml.safe_load(open(os.path.join(CONFIG_DIR, name)))
+        data = load_config(os.path.join(CONFIG_DIR, name)).to_dict()  # resolved: bases included
         ops = data["data_loader"]["train"]["map"]["operations"]
         assert not any(op["type"] == "RandomHorizontalFlip" and op.get("prob", 0.5) > 0 for op in ops), name
         assert data["data_loader"]["train"]["dataset"]["type"] in ("Jester", "SomethingSomethingV1", "RawFrameList")

@@ -80,6 +80,8 @@ def _build(name: str) -> str:
     src = Path(__file__).with_name(_SOURCES[name])
     digest = hashlib.sha256()
     digest.update(src.read_bytes())
+    for header in sorted(src.parent.glob("*.h")):  # shared headers (parallel.h) are part of every build
+        digest.update(header.read_bytes())
     digest.update(" ".join(CXX_FLAGS).encode())
     digest.update(_compiler_id(cxx).encode())
     out_dir = cache_root() / digest.hexdigest()[:16]
