@@ -79,6 +79,7 @@ def test_x3d_contract_classifier_reset_and_freezing():
     from src.engine.trainer import TrainStep
     from src.models import build_model
 
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
         net = build_model({"type": "x3d_xs", "num_classes": 5, "num_frames": 2, "crop_size": 32,
@@ -108,4 +109,4 @@ def test_x3d_contract_classifier_reset_and_freezing():
         with pytest.raises(Exception, match="train.finetune"):
             net.trainable_for("half")
     finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
+        ms.set_context(mode=previous)

@@ -69,8 +69,10 @@ def test_two_ranks_match_each_other_and_a_single_process_gradient_mean(data, tmp
     for step in range(STEPS):
         (_, g0), (_, g1) = (grad_fn(*shards[k][step]) for k in (0, 1))
         opt(tuple((a + b) / 2 for a, b in zip(g0, g1)))
+    # float32 sums in another order (all-reduce; the C++ kernels split their reductions by thread
+    # count, 1 per rank here against 2 in this process), grown through a few momentum steps
     for p in net.trainable_params():
-        np.testing.assert_allclose(final[0][p.name], p.asnumpy(), rtol=0, atol=1e-5, err_msg=p.name)
+        np.testing.assert_allclose(final[0][p.name], p.asnumpy(), rtol=0, atol=5e-5, err_msg=p.name)
 
 
 def test_train_distribute_script_runs_and_only_rank0_writes(data, tmp_path):

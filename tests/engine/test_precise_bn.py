@@ -43,9 +43,10 @@ def _batches(seed=0, n=4):
 
 @pytest.fixture(autouse=True)
 def pynative():
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=previous)
 
 
 def test_statistics_are_the_average_over_the_batches():

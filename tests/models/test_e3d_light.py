@@ -15,7 +15,15 @@ from src.models.e3d_mobilenet import channel_shuffle
 from tests.helpers import e3d_torch_ref_light as ref
 
 ms.set_device("CPU")
-ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.fixture(autouse=True)
+def pynative_mode():
+    """PyNative for every test here (other test modules may have left graph mode set)."""
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)
 
 FULL = (3, 16, 112, 112)
 

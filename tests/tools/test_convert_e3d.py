@@ -42,9 +42,10 @@ def save_reference_file(model: torch.nn.Module, arch: str, path: str) -> None:
 @pytest.fixture(autouse=True)
 def pynative():
     ms.set_device("CPU")
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=previous)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
