@@ -251,7 +251,8 @@ def test_flops_at_another_clip_size():
 @pytest.mark.parametrize("cfg,frames,size,batch,lr", [
     ({"type": "e3d_resnet", "depth": 10, "shortcut": "A"}, 4, 32, 2, 0.005),
     ({"type": "e3d_squeezenet", "version": "1.1", "dropout_rate": 0.0}, 4, 64, 4, 0.001),
-], ids=["resnet10A", "squeezenet1.1"])
+    ({"type": "e3d_resnext", "depth": 50, "cardinality": 32}, 4, 32, 2, 0.005),
+], ids=["resnet10A", "squeezenet1.1", "resnext50"])
 def test_a_few_training_steps_reduce_the_loss(cfg, frames, size, batch, lr):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
