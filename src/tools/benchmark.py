@@ -128,7 +128,7 @@ def _run_ms(model: str, kind: str, batch: int, threads: int, reps: int, budget: 
     ms.set_device("CPU")
     ms.device_context.cpu.op_tuning.threads_num(threads)
     from src.engine.trainer import TrainStep  # the cell train.py runs
-    from src.models import build_model, fold_batchnorm
+    from src.models import build_model
     from src.models.layers import ChannelwiseConv3d, Conv3d
 
     net = build_model(dict(MODELS[model]["build"]))
@@ -138,9 +138,8 @@ def _run_ms(model: str, kind: str, batch: int, threads: int, reps: int, budget: 
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((batch, 3, frames, crop, crop), dtype=np.float32))
     if kind in ("forward", "forward_bn"):
-        net.set_train(False)
-        if kind == "forward":
-            fold_batchnorm(net)
+        from src.engine.inference import build_eval_net  # the one inference loader's network
+        net = build_eval_net(dict(MODELS[model]["build"]), fold_bn=kind == "forward")
         fwd = ms.jit(net.construct)
         res = _timed(lambda: fwd(x), lambda r: r.asnumpy(), reps, budget)
     else:
