@@ -21,6 +21,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from ..errors import UserError
+from ..models import kernels
 from .checkpoint import load_params, read_checkpoint
 
 
@@ -103,6 +104,11 @@ def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Option
     if mindir is not None:
         if not os.path.isfile(mindir):
             raise UserError(f"{mindir}: MINDIR file not found")
+        missing = [lib for lib in kernels.libraries_in_graph(mindir) if not os.path.isfile(lib)]
+        if missing:
+            raise UserError(f"{mindir}: exported with --conv-impl custom, it needs the C++ kernel library "
+                            f"{missing[0]}, which is not on this machine; export the checkpoint again here "
+                            f"(--conv-impl custom) or as a portable file (--conv-impl fold)")
         try:
             net = nn.GraphCell(ms.load(mindir))
         except Exception as e:  # MindSpore raises RuntimeError/ValueError with long texts

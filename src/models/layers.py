@@ -34,7 +34,7 @@ Triple = Tuple[int, int, int]
 IntOr3 = Union[int, Sequence[int]]
 
 CHANNELWISE_IMPLS = ("native", "fold", "custom")
-SPATIAL_IMPLS = ("native", "im2col")
+SPATIAL_IMPLS = ("native", "im2col", "gemm")
 GROUPED_IMPLS = ("native", "split", "blockdiag", "gemm", "channelwise")
 _KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "grouped": GROUPED_IMPLS}
 _DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "grouped": "auto"}
@@ -85,9 +85,14 @@ def resolve_impl(impl: str, kind: str) -> str:
         if kind == "channelwise":
             impl = ("custom" if kernels.library_path("channelwise") else "fold") if on_cpu else "native"
         else:
-            impl = "native"  # measured on CPU (2 threads): Conv3D 12 ms vs im2col 166 ms forward
+            # MindSpore's CPU Conv3D with a 3-channel 1x3x3 kernel lands on oneDNN's generic path on
+            # some CPUs (tens of times slower than on others): the C++ vol2col + 1x1x1 product is
+            # fast on all of them (see resolve_grouped_impl)
+            impl = "gemm" if on_cpu and kernels.library_path("vol2col") else "native"
     if impl == "custom" and kernels.library_path("channelwise") is None:
         impl = "fold"  # no compiler / build failed: kernels.library_path logged one warning
+    if impl == "gemm" and (device_target() != "CPU" or kernels.library_path("vol2col") is None):
+        impl = "native"  # a CPU kernel (no compiler: kernels.library_path logged one warning)
     return impl
 
 
@@ -498,30 +503,29 @@ def _band_tensor(t_in: int, kt: int, pt: int) -> Tensor:
     return Tensor(band.reshape(t_out * t_in, kt))
 
 
-class SpatialConv3d(nn.Cell):
-    """A (1, kH, kW) Conv3d with weight (C_out, C_in, 1, kH, kW), no bias (the X3D stem's conv_xy)."""
+class SpatialConv3d(Conv3d):
+    """A (1, kH, kW) Conv3d with weight (C_out, C_in, 1, kH, kW), no bias (the X3D stem's conv_xy).
+
+    ``impl``: ``gemm`` (CPU default: the C++ vol2col + one product of :class:`Conv3d`),
+    ``native`` (one Conv3D; the default elsewhere), ``im2col`` (pure MindSpore: the 9 shifted views
+    stacked as channels, then a 1x1x1 Conv3D; for CPUs without a compiler).
+    """
 
     def __init__(self, dim_in: int, dim_out: int, kernel_size: Sequence[int], *,
                  stride: Sequence[int] = (1, 1, 1), padding: Sequence[int] = (0, 0, 0),
                  impl: str = "auto") -> None:
-        super().__init__()
-        self.kernel_size = _triple(kernel_size)
-        self.stride = _triple(stride)
-        self.padding = _triple(padding)
-        if self.kernel_size[0] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
+        kernel_size, stride, padding = _triple(kernel_size), _triple(stride), _triple(padding)
+        if kernel_size[0] != 1 or stride[0] != 1 or padding[0] != 0:
             raise ValueError(f"SpatialConv3d is for (1, kH, kW) kernels without temporal stride/padding, "
-                             f"got kernel {self.kernel_size}, stride {self.stride}, padding {self.padding}")
-        self.dim_in, self.dim_out = dim_in, dim_out
-        self.impl = resolve_impl(impl, "spatial")
-        self.weight = Parameter(kaiming_fan_out((dim_out, dim_in) + self.kernel_size), name="weight")
-        _, ph, pw = self.padding
-        if self.impl == "native":
-            self.conv = ops.Conv3D(dim_out, self.kernel_size, mode=1, pad_mode="pad",
-                                   pad=(0, 0, ph, ph, pw, pw), stride=self.stride)
+                             f"got kernel {kernel_size}, stride {stride}, padding {padding}")
+        impl = resolve_impl(impl, "spatial")
+        super().__init__(dim_in, dim_out, kernel_size, stride=stride, padding=padding,
+                         impl="native" if impl == "im2col" else impl)
+        self.impl = impl
 
     def construct(self, x):
-        if self.impl == "native":
-            return self.conv(x, self.weight)
+        if self.impl != "im2col":
+            return super().construct(x)
         n, c, t, h, w = x.shape
         _, kh, kw = self.kernel_size
         _, sh, sw = self.stride

@@ -5,10 +5,13 @@
 Sides, all on the same random input (N, 3, 4, crop, crop) and the same thread count, each in its
 own subprocess (so one runtime's thread pools and memory do not disturb another's):
 
-* ``mindir`` (ours, deployed): random X3D-XS weights saved as a checkpoint, exported with
-  ``src.tools.export`` (MINDIR, BatchNorm folded, verified against the checkpoint; one file per
-  batch size: a fixed batch is how ``infer.py`` runs it), loaded by the one inference loader
-  (``load_inference_model(cfg, mindir=...)``) and timed through ``InferenceModel.predict``.
+* ``mindir`` (ours, deployed on CPU): random X3D-XS weights saved as a checkpoint, exported with
+  ``src.tools.export --conv-impl custom`` (MINDIR holding the C++ CPU kernels, BatchNorm folded,
+  verified against the checkpoint; one file per batch size: a fixed batch is how ``infer.py``
+  runs it), loaded by the one inference loader (``load_inference_model(cfg, mindir=...)``) and
+  timed through ``InferenceModel.predict``.
+* ``mindir_fold`` (ours, portable): the same export with the default ``fold`` formulation, the
+  file for other machines and backends (no C++ kernels).
 * ``ckpt`` (ours, for reference): the checkpoint through the same loader (C++ channelwise kernels).
 * ``onnxruntime``: pytorchvideo's ``create_x3d`` X3D-XS (the reference implementation) exported
   by ``torch.onnx.export`` (dynamic batch), run by onnxruntime's CPU provider with
@@ -17,8 +20,8 @@ own subprocess (so one runtime's thread pools and memory do not disturb another'
 
 Times are medians per batch after two warm-up calls (ms per clip = batch time / batch), wall clock
 and process CPU time (all threads; less sensitive to other jobs on a shared machine). Ratios are
-their time over ours (> 1: ours is faster), for the MINDIR and the checkpoint; the target is >= 1.0
-for the MINDIR against onnxruntime. One run: expect a few percent of noise on a quiet machine.
+their time over ours (> 1: ours is faster), for both MINDIRs and the checkpoint; the target is
+>= 1.0 for the deployed MINDIR against onnxruntime. One run: expect a few percent of noise on a quiet machine.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ from ..errors import UserError
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "src", "config", "x3d_xs.yaml")
 FRAMES = 4
-SIDES = ("mindir", "ckpt", "onnxruntime", "torch")
+SIDES = ("mindir", "mindir_fold", "ckpt", "onnxruntime", "torch")
+EXPORTS = {"mindir": "custom", "mindir_fold": "fold"}  # side -> --conv-impl
 RESULT = "BENCH_INFER "
 
 
@@ -80,7 +84,7 @@ def _pytorchvideo_net(crop: int) -> Any:
 
 
 def prepare_ours(workdir: str, batches: Sequence[int], crop: int) -> Dict[str, str]:
-    """A random-weight X3D-XS checkpoint and one verified MINDIR export per batch size."""
+    """A random-weight X3D-XS checkpoint and verified MINDIR exports per batch size and side."""
     import mindspore  # noqa: F401
     from ..config import load_config
     from ..context import init_context
@@ -94,9 +98,10 @@ def prepare_ours(workdir: str, batches: Sequence[int], crop: int) -> Dict[str, s
                            global_step=0)
     files = {"ckpt": ckpt}
     for b in batches:
-        out = os.path.join(workdir, f"x3d_xs_b{b}.mindir")
-        export(cfg, ckpt, "MINDIR", out, batch=b, frames=FRAMES, crop=crop)
-        files[f"mindir_b{b}"] = out
+        for side, impl in EXPORTS.items():
+            out = os.path.join(workdir, f"x3d_xs_{side}_b{b}.mindir")
+            export(cfg, ckpt, "MINDIR", out, batch=b, frames=FRAMES, crop=crop, conv_impl=impl)
+            files[f"{side}_b{b}"] = out
     return files
 
 
@@ -118,7 +123,7 @@ def run_side(side: str, batch: int, threads: int, crop: int, files: Dict[str, st
              budget: float) -> Dict[str, Any]:
     """Time one side at one batch size in this process."""
     x = clip_batch(batch, crop)
-    if side in ("mindir", "ckpt"):
+    if side in ("mindir", "mindir_fold", "ckpt"):
         import mindspore  # noqa: F401
         from ..config import load_config
         from ..context import init_context
@@ -126,7 +131,7 @@ def run_side(side: str, batch: int, threads: int, crop: int, files: Dict[str, st
 
         cfg = load_config(CONFIG, [f"context.cpu_threads={threads}"])
         init_context(cfg.context, "CPU")
-        kw = {"mindir": files[f"mindir_b{batch}"]} if side == "mindir" else {"ckpt": files["ckpt"]}
+        kw = {"ckpt": files["ckpt"]} if side == "ckpt" else {"mindir": files[f"{side}_b{batch}"]}
         model = load_inference_model(cfg, batch_size=batch, **kw)
         res = time_calls(lambda: model.predict(x), reps=reps, budget_s=budget)
     elif side == "onnxruntime":
@@ -216,12 +221,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         common = ["--workdir", workdir, "--crop", str(args.crop), "--threads", str(args.threads)]
         files: Dict[str, str] = {}
         ours = {"ckpt": os.path.join(workdir, "x3d_xs_random.ckpt"),
-                **{f"mindir_b{b}": os.path.join(workdir, f"x3d_xs_b{b}.mindir") for b in args.batches}}
+                **{f"{side}_b{b}": os.path.join(workdir, f"x3d_xs_{side}_b{b}.mindir")
+                   for b in args.batches for side in EXPORTS}}
         onnx = {"onnx": os.path.join(workdir, "x3d_xs_pytorchvideo.onnx")}
         for done in (ours, onnx):  # a --workdir of an earlier run (same --crop): reuse its exports
             if args.workdir and all(os.path.isfile(f) for f in done.values()):
                 files.update(done)
-        if {"mindir", "ckpt"} & set(args.sides) and "ckpt" not in files:
+        if {"ckpt", *EXPORTS} & set(args.sides) and "ckpt" not in files:
             got = _subprocess(["--worker", "prepare-ours", "--batches", *map(str, args.batches), *common],
                               args.threads)
             if got is None:
@@ -246,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{side:12} {b:5d} {r['per_clip_ms']:9.1f} {r['batch_ms']:9.1f} {r['cpu_per_clip_ms']:11.1f} "
                       f"{r['reps']:5d}", flush=True)
     ratios: Dict[str, float] = {}
-    for mine in ("mindir", "ckpt"):
+    for mine in ("mindir", "mindir_fold", "ckpt"):
         ours = results.get(mine, {})
         for b in args.batches:
             for peer in ("onnxruntime", "torch"):

@@ -13,8 +13,12 @@ dimension is dynamic unless ``--batch N`` fixes it.
 The conv formulation is chosen for the format, since the CPU default (``custom``, an AOT C++
 ``ops.Custom``) cannot live in a file for another runtime:
 
-* MINDIR: channelwise convs as ``fold`` (grouped Conv2D with an in-graph banded weight: exact,
-  fast on CPU and portable to every backend); stem ``native``.
+* MINDIR: channelwise convs as ``fold`` (grouped Conv2D with an in-graph banded weight: exact
+  and portable to every backend); stem ``native``.
+* MINDIR with ``--conv-impl custom``: the CPU inference network itself, C++ kernels included. A
+  MINDIR stores each AOT kernel as the absolute path of its shared library, so this file runs only
+  on a CPU where that library exists (this machine, or one with the same kernel cache); the
+  loader checks this and says so in one line. It is the fast file for CPU deployment.
 * ONNX: ``native`` grouped Conv3D (ONNX ``Conv`` with group=C). MindSpore 2.x writes Conv
   ``pads`` in its own (t_begin, t_end, h_begin, h_end, ...) order instead of ONNX's
   (t_begin, h_begin, ..., t_end, h_end, ...), which is wrong whenever the padding differs between
@@ -94,6 +98,8 @@ def build_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False,
     (ONNX ``Conv`` with ``group``) or ``split`` (MINDIR: per-group convolutions, which every
     MindSpore backend runs, Ascend included) instead of the CPU-only C++ kernels."""
     from ..engine.inference import load_inference_model
+    if conv_impl == "custom":  # the CPU inference network as it is (device defaults: C++ kernels)
+        return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn).net
     impls = {"channelwise": conv_impl, "spatial": "native", "grouped": "native" if fmt == "ONNX" else "split"}
     return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn, impls=impls).net
 
@@ -287,9 +293,14 @@ def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], fr
     if not os.path.isfile(ckpt):
         raise ExportError(f"{ckpt}: checkpoint not found")
     impl = conv_impl or DEFAULT_IMPL[fmt]
+    if impl == "custom" and fmt != "MINDIR":
+        raise ExportError("--conv-impl custom: the C++ kernels are MindSpore ops.Custom, which only a "
+                          "MINDIR can hold; use fold or native for ONNX")
     if impl == "custom":
-        raise ExportError("--conv-impl custom is an AOT ops.Custom kernel that other runtimes cannot load; "
-                          "use fold or native")
+        from ..models import kernels
+        if kernels.library_path("channelwise") is None:
+            raise ExportError("--conv-impl custom: the C++ kernel library could not be built here "
+                              "(see the warning above); use fold or native")
     net = build_for_export(cfg, ckpt, impl, fold_bn=fold_bn, fmt=fmt)
     # verified against the unfolded checkpoint network
     reference = build_for_export(cfg, ckpt, impl, fmt=fmt) if (fold_bn and verify) else net
@@ -329,6 +340,9 @@ def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], fr
             if not diff <= limit:
                 raise ExportError(f"{fmt}: scores differ from the checkpoint by {diff:.3g} "
                                   f"(> {limit:.3g}); nothing written")
+        if impl == "custom":
+            from ..models import kernels
+            summary["kernel_libraries"] = kernels.libraries_in_graph(tmp)
         os.chmod(tmp, 0o644)  # ms.export leaves MINDIR read-only to its owner; mkstemp uses 0600
         os.replace(tmp, out)
     finally:
@@ -345,8 +359,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
     parser.add_argument("--frames", type=int, default=None, help="clip length T (default: the model's)")
     parser.add_argument("--crop", type=int, default=None, help="crop size S (default: infer.crop_size)")
-    parser.add_argument("--conv-impl", choices=("fold", "native"), default=None,
-                        help="channelwise conv formulation (default: fold for MINDIR, native for ONNX)")
+    parser.add_argument("--conv-impl", choices=("fold", "native", "custom"), default=None,
+                        help="channelwise conv formulation (default: fold for MINDIR, native for ONNX); "
+                             "custom: MINDIR with this machine's C++ CPU kernels (fastest on CPU, not portable)")
     parser.add_argument("--device", default="CPU", help="device used for the export (default CPU)")
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="keep BatchNorm as separate ops (default: folded into the convolutions)")
@@ -378,6 +393,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"output: ({n}, classes) eval-mode scores (X3D: softmax probabilities; Efficient-3DCNNs: logits)")
     if "max_abs_diff" in summary:
         print(f"max_abs_diff: {summary['max_abs_diff']:.3g}")
+    for lib in summary.get("kernel_libraries", ()):
+        print(f"needs: {lib} (C++ kernels; the file runs on CPUs where this library exists)")
     print(f"wrote: {summary['out']}")
     return 0
 

@@ -47,11 +47,13 @@ def test_channelwise_fold_matches_native_grouped_conv3d(mode, kernel, stride, pa
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-def test_stem_im2col_matches_native_conv3d():
+@pytest.mark.parametrize("impl", ["im2col", "gemm"])
+def test_stem_formulations_match_native_conv3d(impl):
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.default_rng(1)
     x = Tensor(rng.standard_normal((2, 3, 3, 11, 12)).astype(np.float32))
-    fast = SpatialConv3d(3, 8, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), impl="im2col")
+    fast = SpatialConv3d(3, 8, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), impl=impl)
+    assert fast.impl == impl
     native = SpatialConv3d(3, 8, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), impl="native")
     native.weight.set_data(fast.weight.data.copy())
     out_f, out_n = fast(x).asnumpy(), native(x).asnumpy()
@@ -65,6 +67,7 @@ def test_stem_im2col_matches_native_conv3d():
 def test_auto_impl_follows_the_device_and_bad_names_fail():
     assert resolve_impl("auto", "channelwise") != "native"  # CPU here: never the per-channel kernel
     assert resolve_impl("native", "channelwise") == "native"
+    assert resolve_impl("auto", "spatial") == "gemm"  # CPU with a compiler: not the slow 3-channel Conv3D
     with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
         resolve_impl("fast", "channelwise")
 

@@ -82,6 +82,42 @@ def test_mindir_dynamic_batch_matches_checkpoint(tiny, tmp_path, capsys):
         np.testing.assert_allclose(got, scores[:n], rtol=0, atol=1e-5)
 
 
+def test_mindir_with_cpu_kernels_matches_checkpoint_and_names_its_library(tiny, tmp_path, capsys):
+    """``--conv-impl custom``: the CPU inference network with its C++ kernels in the MINDIR; the
+    file runs in another process (loaded by the one inference loader) and records which library
+    it needs; a copy whose library path does not exist is refused in one line."""
+    from src.config import load_config
+    from src.engine.inference import load_inference_model
+    from src.errors import UserError
+    from src.models import kernels
+
+    out = tmp_path / "x3d_cpu.mindir"
+    assert _run(tiny, out, "--format", "MINDIR", "--conv-impl", "custom", "--batch", "3") == 0
+    printed = capsys.readouterr().out
+    lib = kernels.library_path("channelwise")
+    libs = sorted([lib, kernels.library_path("vol2col")])  # channelwise convs; the stem's vol2col
+    assert all(f"needs: {path} " in printed for path in libs) and "channelwise conv: custom" in printed
+    assert kernels.libraries_in_graph(str(out)) == libs
+    cfg_path, _, clips, scores = tiny
+    code = (f"import sys, numpy as np; sys.path.insert(0, {ROOT!r}); import mindspore as ms\n"
+            f"from src.config import load_config\nfrom src.engine.inference import load_inference_model\n"
+            f"m = load_inference_model(load_config({cfg_path!r}), mindir={str(out)!r})\n"
+            f"np.save({str(tmp_path / 'got.npy')!r}, m.net(ms.Tensor(np.load({str(tmp_path / 'clips.npy')!r}))).asnumpy())")
+    np.save(tmp_path / "clips.npy", clips)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "got.npy"), scores, rtol=0, atol=1e-5)
+
+    # the same graph pointing at a library that is not there (same-length path: the file stays valid)
+    digest = os.path.basename(os.path.dirname(lib))
+    moved = tmp_path / "moved.mindir"
+    moved.write_bytes(out.read_bytes().replace(digest.encode(), b"0" * len(digest)))
+    with pytest.raises(UserError) as err:
+        load_inference_model(load_config(cfg_path), mindir=str(moved))
+    msg = str(err.value)
+    assert "\n" not in msg and lib.replace(digest, "0" * len(digest)) in msg and "not on this machine" in msg
+
+
 def test_onnx_dynamic_batch_matches_checkpoint(tiny, tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -145,6 +181,7 @@ def test_unfaithful_file_is_not_written(tiny, tmp_path, monkeypatch, capsys):
     ("bad_format", "expected MINDIR or ONNX"),
     ("bad_batch", "positive integer or 'dynamic'"),
     ("no_dir", "does not exist"),
+    ("onnx_custom", "only a MINDIR can hold"),
 ])
 def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
     cfg, ckpt, _, _ = tiny
@@ -163,6 +200,8 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
         args["--batch"] = "0"
     elif case == "no_dir":
         args["--out"] = str(tmp_path / "missing" / "m.mindir")
+    elif case == "onnx_custom":
+        args.update({"--format": "ONNX", "--conv-impl": "custom"})
     code = run_cli(tool.main, [s for kv in args.items() for s in kv])
     err = capsys.readouterr().err.strip()
     assert code == 2

@@ -13,11 +13,12 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 _LOG = logging.getLogger(__name__)
 _SOURCES = {"channelwise": "channelwise_conv3d.cc", "vol2col": "vol2col.cc"}
@@ -105,3 +106,15 @@ def _build(name: str) -> str:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return str(lib)
+
+
+_LIBRARY_IN_GRAPH = re.compile(rb"(/[A-Za-z0-9_.+\-/]*/lib(?:%s)\.so):" % b"|".join(
+    re.escape(n.encode()) for n in sorted(_SOURCES)))
+
+
+def libraries_in_graph(path: str) -> List[str]:
+    """The kernel libraries a saved graph (MINDIR) calls: MindSpore stores each AOT ``ops.Custom``
+    as ``<absolute library path>:<function>``, so such a file runs only where those paths exist."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return sorted({m.group(1).decode() for m in _LIBRARY_IN_GRAPH.finditer(data)})
