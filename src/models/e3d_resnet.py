@@ -241,7 +241,8 @@ class ResNet3D(VideoClassifier):
     """conv1 -> bn1 -> ReLU -> maxpool -> layer1..4 (``forward_features``) -> avgpool -> fc."""
 
     def __init__(self, *, depth: int, shortcut: str, cardinality: int = 0, num_classes: int = 600,
-                 num_frames: int = 16, crop_size: int = 112, in_channels: int = 3) -> None:
+                 num_frames: int = 16, crop_size: int = 112, in_channels: int = 3,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         bottleneck = depth >= 50
         widths = (128, 256, 512, 1024) if cardinality else (64, 128, 256, 512)
@@ -269,6 +270,10 @@ class ResNet3D(VideoClassifier):
                     blocks.append(Bottleneck(inplanes if j == 0 else out, planes, cardinality=cardinality, **kw))
                 else:
                     blocks.append(BasicBlock(inplanes if j == 0 else out, planes, **kw))
+            if zero_init_residual:  # each residual branch starts as zero: the block is its shortcut
+                for block in blocks:
+                    last_bn = block.bn3 if bottleneck else block.bn2
+                    last_bn.gamma.set_data(ops.zeros_like(last_bn.gamma))
             layers.append(ResLayer(blocks))
             inplanes = out
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
@@ -324,14 +329,18 @@ def _common_checks(num_classes: int, num_frames: int, crop_size: int, in_channel
 
 @register_model(E3D_CFG)
 def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, num_frames: int = 16,
-               crop_size: int = 112, in_channels: int = 3) -> ResNet3D:
+               crop_size: int = 112, in_channels: int = 3, zero_init_residual: bool = False) -> ResNet3D:
     """3D ResNet-``depth`` (10/18/34 basic, 50/101/152/200 bottleneck) with shortcut ``A``
-    (parameter-free, as the paper's FLOPs) or ``B`` (conv + BN, as the published training runs)."""
+    (parameter-free, as the paper's FLOPs) or ``B`` (conv + BN, as the published training runs).
+
+    ``zero_init_residual`` (not in the reference; torchvision's option of that name): the last
+    BatchNorm of every block starts with gamma 0, so training from scratch starts from the
+    shortcuts alone (what lets the deep bottleneck networks learn the small demo at batch 8)."""
     check_choice("model.depth", depth, tuple(BLOCKS))
     check_choice("model.shortcut", shortcut, SHORTCUTS)
     _common_checks(num_classes, num_frames, crop_size, in_channels)
     net = ResNet3D(depth=depth, shortcut=shortcut, num_classes=num_classes, num_frames=num_frames,
-                   crop_size=crop_size, in_channels=in_channels)
+                   crop_size=crop_size, in_channels=in_channels, zero_init_residual=zero_init_residual)
     net.arch = f"e3d_resnet (depth={depth}, shortcut={shortcut})"
     return attach_pretrained_cfg(net, "e3d_resnet", dict(num_classes=num_classes, num_frames=num_frames,
                                                          crop_size=crop_size))
@@ -339,8 +348,10 @@ def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, 
 
 @register_model(E3D_CFG)
 def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B", num_classes: int = 600,
-                num_frames: int = 16, crop_size: int = 112, in_channels: int = 3) -> ResNet3D:
-    """3D ResNeXt-``depth`` (50/101/152), grouped 3x3x3 with ``cardinality`` groups, shortcut B.
+                num_frames: int = 16, crop_size: int = 112, in_channels: int = 3,
+                zero_init_residual: bool = False) -> ResNet3D:
+    """3D ResNeXt-``depth`` (50/101/152), grouped 3x3x3 with ``cardinality`` groups, shortcut B
+    (``zero_init_residual``: as for :func:`e3d_resnet`).
 
     The reference sizes fc as cardinality * 64 inputs, which equals layer4's 2048 channels only at
     cardinality 32 (the only value it can run); here fc takes layer4's channels."""
@@ -349,7 +360,8 @@ def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B",
     check_positive_int("model.cardinality", cardinality)
     _common_checks(num_classes, num_frames, crop_size, in_channels)
     net = ResNet3D(depth=depth, shortcut=shortcut, cardinality=cardinality, num_classes=num_classes,
-                   num_frames=num_frames, crop_size=crop_size, in_channels=in_channels)
+                   num_frames=num_frames, crop_size=crop_size, in_channels=in_channels,
+                   zero_init_residual=zero_init_residual)
     net.arch = f"e3d_resnext (depth={depth}, cardinality={cardinality}, shortcut={shortcut})"
     return attach_pretrained_cfg(net, "e3d_resnext", dict(num_classes=num_classes, num_frames=num_frames,
                                                           crop_size=crop_size))

@@ -41,12 +41,7 @@ def _batches(seed=0, n=4):
     return [(rng.standard_normal((2, 3, 2, 4, 4)) * (1 + k) + k).astype(np.float32) for k in range(n)]
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")  # every test here (fixture: tests/conftest.py)
 
 
 def test_statistics_are_the_average_over_the_batches():

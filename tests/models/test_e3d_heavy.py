@@ -16,13 +16,6 @@ from tests.helpers import e3d_torch_ref_heavy as R
 ms.set_device("CPU")
 
 
-@pytest.fixture
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=ms.GRAPH_MODE)
-
-
 def squeezenet(version="1.1", **kw):
     return build_model({"type": "e3d_squeezenet", "version": version, **kw})
 
@@ -311,3 +304,19 @@ def test_init_follows_the_reference():
     bound = 1 / np.sqrt(512)  # torch Linear default: U(-1/sqrt(in), 1/sqrt(in))
     assert np.abs(fc).max() <= bound and np.abs(fc).max() > 0.95 * bound
     assert np.abs(net.fc.bias.asnumpy()).max() <= bound
+
+
+@pytest.mark.parametrize("build, last_bn", [(lambda **kw: resnet(10, "A", **kw), "bn2"),
+                                            (lambda **kw: resnext(50, **kw), "bn3")])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(pynative, build, last_bn):
+    kw = dict(num_classes=5, num_frames=4, crop_size=32)
+    assert np.all(getattr(build(**kw).layer2[0], last_bn).gamma.asnumpy() == 1)  # off by default
+    net = build(zero_init_residual=True, **kw)
+    blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
+    assert all(np.all(getattr(b, last_bn).gamma.asnumpy() == 0) for b in blocks)
+    assert all(np.all(b.bn1.gamma.asnumpy() == 1) for b in blocks)
+    block = net.layer2[0]  # strided, with a shortcut: block(x) = ReLU(shortcut(x)) at the start
+    block.set_train(False)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, block.dims[0], 2, 8, 8)).astype(np.float32))
+    expected = np.maximum(block.downsample(x).asnumpy(), 0)
+    np.testing.assert_allclose(block(x).asnumpy(), expected, rtol=0, atol=1e-6)

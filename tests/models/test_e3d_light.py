@@ -17,13 +17,7 @@ from tests.helpers import e3d_torch_ref_light as ref
 ms.set_device("CPU")
 
 
-@pytest.fixture(autouse=True)
-def pynative_mode():
-    """PyNative for every test here (other test modules may have left graph mode set)."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")  # every test here (fixture: tests/conftest.py)
 
 FULL = (3, 16, 112, 112)
 

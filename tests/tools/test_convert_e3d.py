@@ -39,13 +39,7 @@ def save_reference_file(model: torch.nn.Module, arch: str, path: str) -> None:
                 "best_prec1": 0.5}, path)
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_device("CPU")
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")  # every test here (fixture: tests/conftest.py)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
