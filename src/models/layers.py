@@ -34,8 +34,9 @@ Triple = Tuple[int, int, int]
 IntOr3 = Union[int, Sequence[int]]
 
 CHANNELWISE_IMPLS = ("native", "fold", "custom")
-SPATIAL_IMPLS = ("native", "im2col", "gemm")
-GROUPED_IMPLS = ("native", "split", "blockdiag", "gemm", "channelwise")
+SPATIAL_IMPLS = ("native", "im2col", "gemm", "direct")
+GROUPED_IMPLS = ("native", "split", "blockdiag", "gemm", "channelwise", "direct")
+DIRECT_MAX_IN = 4  # input channels up to which a dense conv runs as the direct C++ kernel (stems)
 _KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "grouped": GROUPED_IMPLS}
 _DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "grouped": "auto"}
 
@@ -86,13 +87,16 @@ def resolve_impl(impl: str, kind: str) -> str:
             impl = ("custom" if kernels.library_path("channelwise") else "fold") if on_cpu else "native"
         else:
             # MindSpore's CPU Conv3D with a 3-channel 1x3x3 kernel lands on oneDNN's generic path on
-            # some CPUs (tens of times slower than on others): the C++ vol2col + 1x1x1 product is
-            # fast on all of them (see resolve_grouped_impl)
-            impl = "gemm" if on_cpu and kernels.library_path("vol2col") else "native"
+            # some CPUs (tens of times slower than on others): the C++ direct convolution (or the
+            # vol2col + 1x1x1 product) is fast on all of them (see resolve_grouped_impl)
+            impl = "direct" if on_cpu else "native"
     if impl == "custom" and kernels.library_path("channelwise") is None:
         impl = "fold"  # no compiler / build failed: kernels.library_path logged one warning
+    if impl == "direct" and (device_target() != "CPU" or kernels.library_path("direct") is None
+                             or kernels.library_path("vol2col") is None):
+        impl = "gemm"  # a CPU kernel (no compiler: kernels.library_path logged one warning)
     if impl == "gemm" and (device_target() != "CPU" or kernels.library_path("vol2col") is None):
-        impl = "native"  # a CPU kernel (no compiler: kernels.library_path logged one warning)
+        impl = "native"
     return impl
 
 
@@ -110,7 +114,10 @@ def resolve_grouped_impl(impl: str, *, dim_in: int, dim_out: int, groups: int,
       torch, even with 3 input channels), and a grouped Conv3D runs group by group on it. So:
       depthwise -> ``channelwise`` (the C++ kernel); 1x1x1 ungrouped -> ``native``; 1x1x1
       grouped -> ``split`` (the fastest with ``gemm``'s batched MatMul, without needing a
-      compiler); any larger kernel -> ``gemm`` (C++ vol2col + one product). Without a compiler
+      compiler); a larger kernel over at most ``DIRECT_MAX_IN`` input channels (the stems) ->
+      ``direct`` (C++ direct convolution: no patch matrix, which for a 7x7x7 stem is
+      C_in*343 x N*L floats); any other larger kernel -> ``gemm`` (C++ vol2col + one product).
+      Without a compiler
       larger kernels stay ``native`` (ungrouped) or ``split`` (grouped): slow, but exact. (A sum
       of per-tap 1x1x1 convolutions over strided views was ~10x faster than ``native`` in graph
       mode, but MindSpore's PyNative StridedSliceGrad fails on it, so it is not offered.)
@@ -127,6 +134,9 @@ def resolve_grouped_impl(impl: str, *, dim_in: int, dim_out: int, groups: int,
     device = device_target()
     if impl == "channelwise" and (not depthwise or device != "CPU" or kernels.library_path("channelwise") is None):
         impl = "auto"  # a CPU kernel, for depthwise convolutions only (no compiler: one warning was logged)
+    if impl == "direct" and (groups != 1 or device != "CPU" or kernels.library_path("direct") is None
+                             or kernels.library_path("vol2col") is None):
+        impl = "auto"  # a CPU kernel for dense convolutions (its input gradient uses vol2col's adjoint)
     if impl == "gemm" and device != "CPU":
         impl = "auto"  # vol2col is a CPU kernel
     if impl == "gemm" and kernels.library_path("vol2col") is None:
@@ -145,6 +155,8 @@ def resolve_grouped_impl(impl: str, *, dim_in: int, dim_out: int, groups: int,
 def _cpu_grouped_rule(dim_in: int, dim_out: int, groups: int, kernel: Triple, stride: Triple) -> str:
     if kernel == (1, 1, 1):
         return "native" if groups == 1 else "split"
+    if groups == 1 and dim_in <= DIRECT_MAX_IN and kernels.library_path("direct") and kernels.library_path("vol2col"):
+        return "direct"
     if kernels.library_path("vol2col"):
         return "gemm"
     return "native" if groups == 1 else "split"
@@ -236,6 +248,9 @@ class Conv3d(nn.Cell):
       otherwise (exact arithmetic). Grouped 1x1x1 convolutions need no gathering.
     * ``channelwise`` - (CPU) depthwise only (``dim_in == dim_out == groups``): the C++ kernel
       of :class:`ChannelwiseConv3d`.
+    * ``direct`` - (CPU) ungrouped only: the C++ direct convolution (output channels in vector
+      registers, no patch matrix; weight gradient in C++, input gradient via vol2col's adjoint).
+      Fastest for few input channels (stems).
 
     ``impl="auto"`` is resolved by :func:`resolve_grouped_impl` from the device and the shape.
     ``set_bias`` lets ``fold_batchnorm`` give it a bias. ``init``: ``kaiming_fan_out`` (the
@@ -275,6 +290,9 @@ class Conv3d(nn.Cell):
         if self.impl == "channelwise":
             self.conv = _custom_channelwise(self.stride, self.padding)
             self.geometry = Tensor(np.array(self.stride + self.padding, np.int64))
+        elif self.impl == "direct":
+            self.conv = _custom_direct(self.kernel_size, self.stride, self.padding)
+            self.geometry = Tensor(np.array(self.kernel_size + self.stride + self.padding, np.int64))
         elif self.impl == "gemm":
             self.pointwise = self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and self.padding == (0, 0, 0)
             self.conv = ops.Conv3D(dim_out, 1, mode=1, pad_mode="valid")  # the product when groups == 1
@@ -312,6 +330,8 @@ class Conv3d(nn.Cell):
             return self.conv_bias(x, self.weight, self.bias, self.geometry)  # bias added in C++
         if self.impl == "native":
             y = self.conv(x, self.weight)
+        elif self.impl == "direct":
+            y = self.conv(x, self.weight, self.geometry)
         elif self.impl == "blockdiag":
             y = self.conv(x, self._dense_weight())
         elif self.impl == "gemm":
@@ -491,6 +511,44 @@ def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Cust
     return forward
 
 
+def _custom_direct(kernel: Triple, stride: Triple, padding: Triple) -> ops.Custom:
+    """``ops.Custom`` dense convolution computed directly (C++ ``X3dDirectConv``: no patch matrix),
+    for few input channels; bprop: the C++ weight gradient and, for the input, the adjoint of the
+    patch gathering applied to W^T dy (only built into the graph when the input needs a gradient)."""
+    lib = kernels.library_path("direct")
+    geometry = ",".join(str(v) for v in kernel + stride + padding)
+    taps = kernel[0] * kernel[1] * kernel[2]
+
+    def out_shape(xs, ws, _cs):
+        dims = [(xs[2 + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(3)]
+        if min(dims) < 1:
+            raise ValueError(f"Conv3d: input {tuple(xs)} is smaller than kernel {kernel} with padding {padding}")
+        return [xs[0], ws[0]] + dims
+
+    def grad_w_shape(xs, dys, _cs):
+        return [dys[1], xs[1]] + list(kernel)
+
+    grad_w = ops.Custom(f"{lib}:X3dDirectConvGradW", out_shape=grad_w_shape, out_dtype=_first_dtype,
+                        func_type="aot")
+    grad_w.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
+    col2vol = ops.Custom(f"{kernels.library_path('vol2col')}:X3dCol2Vol", out_shape=_first_shape,
+                         out_dtype=_first_dtype, func_type="aot")
+    col2vol.add_prim_attr("x3d_geometry", geometry)
+
+    def bprop(x, w, cfg, out, dout):
+        n, c = x.shape[0], x.shape[1]
+        co = w.shape[0]
+        dy = dout.reshape(n, co, -1)
+        dcols = ops.matmul(w.reshape(co, c * taps).T, dy.transpose(1, 0, 2).reshape(co, -1))
+        dx = col2vol(x, cfg, dcols.reshape(c * taps, n, dy.shape[2]))
+        return dx, grad_w(x, dout, cfg), ops.zeros_like(cfg)
+
+    forward = ops.Custom(f"{lib}:X3dDirectConv", out_shape=out_shape, out_dtype=_first_dtype,
+                         func_type="aot", bprop=bprop)
+    forward.add_prim_attr("x3d_geometry", geometry)
+    return forward
+
+
 @ms.constexpr
 def _band_tensor(t_in: int, kt: int, pt: int) -> Tensor:
     t_out = t_in + 2 * pt - kt + 1
@@ -506,8 +564,8 @@ def _band_tensor(t_in: int, kt: int, pt: int) -> Tensor:
 class SpatialConv3d(Conv3d):
     """A (1, kH, kW) Conv3d with weight (C_out, C_in, 1, kH, kW), no bias (the X3D stem's conv_xy).
 
-    ``impl``: ``gemm`` (CPU default: the C++ vol2col + one product of :class:`Conv3d`),
-    ``native`` (one Conv3D; the default elsewhere), ``im2col`` (pure MindSpore: the 9 shifted views
+    ``impl``: ``direct`` (CPU default: the C++ direct convolution of :class:`Conv3d`), ``gemm``
+    (C++ vol2col + one product), ``native`` (one Conv3D; the default elsewhere), ``im2col`` (pure MindSpore: the 9 shifted views
     stacked as channels, then a 1x1x1 Conv3D; for CPUs without a compiler).
     """
 

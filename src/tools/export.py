@@ -18,7 +18,8 @@ The conv formulation is chosen for the format, since the CPU default (``custom``
 * MINDIR with ``--conv-impl custom``: the CPU inference network itself, C++ kernels included. A
   MINDIR stores each AOT kernel as the absolute path of its shared library, so this file runs only
   on a CPU where that library exists (this machine, or one with the same kernel cache); the
-  loader checks this and says so in one line. It is the fast file for CPU deployment.
+  loader checks this and says so in one line. It needs a fixed ``--batch N`` (a loaded MINDIR
+  cannot infer the kernels' output shapes for a dynamic batch). The fast file for CPU deployment.
 * ONNX: ``native`` grouped Conv3D (ONNX ``Conv`` with group=C). MindSpore 2.x writes Conv
   ``pads`` in its own (t_begin, t_end, h_begin, h_end, ...) order instead of ONNX's
   (t_begin, h_begin, ..., t_end, h_end, ...), which is wrong whenever the padding differs between
@@ -296,6 +297,9 @@ def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], fr
     if impl == "custom" and fmt != "MINDIR":
         raise ExportError("--conv-impl custom: the C++ kernels are MindSpore ops.Custom, which only a "
                           "MINDIR can hold; use fold or native for ONNX")
+    if impl == "custom" and batch is None:
+        raise ExportError("--conv-impl custom needs a fixed --batch N: a loaded MINDIR cannot infer the "
+                          "shapes of C++ kernels for a dynamic batch")
     if impl == "custom":
         from ..models import kernels
         if kernels.library_path("channelwise") is None:

@@ -47,7 +47,7 @@ def test_channelwise_fold_matches_native_grouped_conv3d(mode, kernel, stride, pa
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-@pytest.mark.parametrize("impl", ["im2col", "gemm"])
+@pytest.mark.parametrize("impl", ["im2col", "gemm", "direct"])
 def test_stem_formulations_match_native_conv3d(impl):
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.default_rng(1)
@@ -67,7 +67,7 @@ def test_stem_formulations_match_native_conv3d(impl):
 def test_auto_impl_follows_the_device_and_bad_names_fail():
     assert resolve_impl("auto", "channelwise") != "native"  # CPU here: never the per-channel kernel
     assert resolve_impl("native", "channelwise") == "native"
-    assert resolve_impl("auto", "spatial") == "gemm"  # CPU with a compiler: not the slow 3-channel Conv3D
+    assert resolve_impl("auto", "spatial") == "direct"  # CPU with a compiler: not the slow 3-channel Conv3D
     with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
         resolve_impl("fast", "channelwise")
 
@@ -142,21 +142,28 @@ def test_conv3d_impls_match_native_in_pynative_with_temporal_stride(impl):
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-@needs_vol2col
-def test_conv3d_gemm_7x7x7_stem_and_uneven_geometry_match_native():
+needs_direct = pytest.mark.skipif(kernels.library_path("direct") is None or kernels.library_path("vol2col") is None,
+                                  reason="no C++ compiler: the direct convolution kernel cannot be built")
+
+
+@pytest.mark.parametrize("impl, dim_out", [pytest.param("gemm", 4, marks=needs_vol2col),
+                                           pytest.param("direct", 4, marks=needs_direct),
+                                           pytest.param("direct", 72, marks=needs_direct)])  # > 64 channels
+def test_conv3d_7x7x7_stem_and_uneven_geometry_match_native(impl, dim_out):
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.default_rng(8)
     for kernel, stride, padding, shape in (((7, 7, 7), (1, 2, 2), (3, 3, 3), (1, 3, 5, 11, 12)),
                                            ((2, 3, 4), (2, 1, 3), (0, 2, 1), (2, 4, 5, 6, 11))):
-        net = Conv3d(shape[1], 4, kernel, stride=stride, padding=padding, impl="gemm")
-        ref = Conv3d(shape[1], 4, kernel, stride=stride, padding=padding, impl="native")
+        net = Conv3d(shape[1], dim_out, kernel, stride=stride, padding=padding, impl=impl)
+        assert net.impl == impl
+        ref = Conv3d(shape[1], dim_out, kernel, stride=stride, padding=padding, impl="native")
         ref.weight.set_data(net.weight.data.copy())
         x = Tensor(rng.standard_normal(shape).astype(np.float32))
         out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[2:], kernel, stride, padding))
-        up = Tensor(rng.standard_normal((shape[0], 4) + out).astype(np.float32))
+        up = Tensor(rng.standard_normal((shape[0], dim_out) + out).astype(np.float32))
         y, gx, (gw,) = all_grads(net, x, up)
         y_r, gx_r, (gw_r,) = all_grads(ref, x, up)
-        assert y.shape == (shape[0], 4) + out
+        assert y.shape == (shape[0], dim_out) + out
         assert rel_err(y, y_r) < 1e-5 and rel_err(gx, gx_r) < 1e-5 and rel_err(gw, gw_r) < 1e-5
 
 
@@ -225,6 +232,11 @@ def test_grouped_auto_rule_per_device(monkeypatch):
         assert resolve_grouped_impl("auto", dim_in=dim_in, dim_out=dim_out, groups=groups,
                                     kernel_size=(kernel,) * 3) != "native"
     assert resolve_grouped_impl("split", dim_in=6, dim_out=6, groups=3, kernel_size=(1, 1, 1)) == "split"
+    if kernels.library_path("direct") and kernels.library_path("vol2col"):
+        # stems (few input channels) run the direct kernel; wider dense convolutions vol2col + product
+        assert resolve_grouped_impl("auto", dim_in=3, dim_out=64, groups=1, kernel_size=(7, 7, 7)) == "direct"
+        assert resolve_grouped_impl("auto", dim_in=64, dim_out=64, groups=1, kernel_size=(3, 3, 3)) == "gemm"
+        assert resolve_grouped_impl("direct", dim_in=6, dim_out=6, groups=3, kernel_size=(3, 3, 3)) != "direct"
     with pytest.raises(ValueError, match="grouped conv impl 'dense' is not one of"):
         resolve_grouped_impl("dense", dim_in=6, dim_out=6, groups=3, kernel_size=(1, 1, 1))
     with pytest.raises(ValueError, match="not divisible by groups=4"):

@@ -95,7 +95,7 @@ def test_mindir_with_cpu_kernels_matches_checkpoint_and_names_its_library(tiny, 
     assert _run(tiny, out, "--format", "MINDIR", "--conv-impl", "custom", "--batch", "3") == 0
     printed = capsys.readouterr().out
     lib = kernels.library_path("channelwise")
-    libs = sorted([lib, kernels.library_path("vol2col")])  # channelwise convs; the stem's vol2col
+    libs = sorted([lib, kernels.library_path("direct")])  # channelwise convs; the stem's direct conv
     assert all(f"needs: {path} " in printed for path in libs) and "channelwise conv: custom" in printed
     assert kernels.libraries_in_graph(str(out)) == libs
     cfg_path, _, clips, scores = tiny
@@ -182,6 +182,7 @@ def test_unfaithful_file_is_not_written(tiny, tmp_path, monkeypatch, capsys):
     ("bad_batch", "positive integer or 'dynamic'"),
     ("no_dir", "does not exist"),
     ("onnx_custom", "only a MINDIR can hold"),
+    ("dynamic_custom", "needs a fixed --batch N"),
 ])
 def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
     cfg, ckpt, _, _ = tiny
@@ -202,6 +203,8 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
         args["--out"] = str(tmp_path / "missing" / "m.mindir")
     elif case == "onnx_custom":
         args.update({"--format": "ONNX", "--conv-impl": "custom"})
+    elif case == "dynamic_custom":
+        args.update({"--conv-impl": "custom", "--batch": "dynamic"})
     code = run_cli(tool.main, [s for kv in args.items() for s in kv])
     err = capsys.readouterr().err.strip()
     assert code == 2
