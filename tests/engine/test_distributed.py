@@ -69,10 +69,16 @@ def test_two_ranks_match_each_other_and_a_single_process_gradient_mean(data, tmp
     for step in range(STEPS):
         (_, g0), (_, g1) = (grad_fn(*shards[k][step]) for k in (0, 1))
         opt(tuple((a + b) / 2 for a, b in zip(g0, g1)))
-    # float32 sums in another order (all-reduce; the C++ kernels split their reductions by thread
-    # count, 1 per rank here against 2 in this process), grown through a few momentum steps
+    # float32 sums in another order (all-reduce; MindSpore's and the C++ kernels' reductions split
+    # by thread count, 1 per rank here against 2 in this process), grown through a few momentum
+    # steps and train-mode BatchNorms over 2-clip batches: up to ~6e-5 measured. Bounded by 1 % of
+    # how far each parameter moved (floor 5e-5): a wrong gradient mean (summed, one shard only)
+    # would be off by half or more of the movement.
     for p in net.trainable_params():
-        np.testing.assert_allclose(final[0][p.name], p.asnumpy(), rtol=0, atol=5e-5, err_msg=p.name)
+        single = p.asnumpy()
+        moved = float(np.abs(single - init[p.name]).max())
+        np.testing.assert_allclose(final[0][p.name], single, rtol=0, atol=max(5e-5, 0.01 * moved),
+                                   err_msg=f"{p.name} (moved {moved:.3g})")
 
 
 def test_train_distribute_script_runs_and_only_rank0_writes(data, tmp_path):
