@@ -487,6 +487,15 @@ def _first_dtype(xt, *_rest):
     return xt
 
 
+def _custom_col2vol(geometry: str) -> ops.Custom:
+    """``ops.Custom`` summing patch gradients back onto the input (C++ ``X3dCol2Vol``): the adjoint
+    of vol2col, used by the bprops of ``gemm`` and ``direct``."""
+    op = ops.Custom(f"{kernels.library_path('vol2col')}:X3dCol2Vol", out_shape=_first_shape,
+                    out_dtype=_first_dtype, func_type="aot")
+    op.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
+    return op
+
+
 def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Custom:
     """``ops.Custom`` gathering convolution patches (C++ ``X3dVol2Col``), its adjoint as bprop."""
     lib = kernels.library_path("vol2col")
@@ -499,8 +508,7 @@ def _custom_vol2col(kernel: Triple, stride: Triple, padding: Triple) -> ops.Cust
             raise ValueError(f"Conv3d: input {tuple(xs)} is smaller than kernel {kernel} with padding {padding}")
         return [xs[1] * taps, xs[0], dims[0] * dims[1] * dims[2]]
 
-    backward = ops.Custom(f"{lib}:X3dCol2Vol", out_shape=_first_shape, out_dtype=_first_dtype, func_type="aot")
-    backward.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
+    backward = _custom_col2vol(geometry)
 
     def bprop(x, cfg, out, dout):
         return backward(x, cfg, dout), ops.zeros_like(cfg)
@@ -531,9 +539,7 @@ def _custom_direct(kernel: Triple, stride: Triple, padding: Triple) -> ops.Custo
     grad_w = ops.Custom(f"{lib}:X3dDirectConvGradW", out_shape=grad_w_shape, out_dtype=_first_dtype,
                         func_type="aot")
     grad_w.add_prim_attr("x3d_geometry", geometry)  # see _custom_channelwise: PyNative shape cache
-    col2vol = ops.Custom(f"{kernels.library_path('vol2col')}:X3dCol2Vol", out_shape=_first_shape,
-                         out_dtype=_first_dtype, func_type="aot")
-    col2vol.add_prim_attr("x3d_geometry", geometry)
+    col2vol = _custom_col2vol(geometry)
 
     def bprop(x, w, cfg, out, dout):
         n, c = x.shape[0], x.shape[1]
