@@ -186,11 +186,11 @@ def test_mindir_matches_checkpoint(setup, tmp_path):
     from_ckpt = VideoPredictor(cfg, ckpt=setup["ckpt"])
     assert from_ckpt.class_names == NAMES
     # a MINDIR with a dynamic batch cannot hold the C++ kernels: export a portable copy of the weights
-    set_default_impl(channelwise="fold", spatial="native")
+    set_default_impl(channelwise="fold", spatial="native", pointwise="native")
     try:
         portable = build_model(cfg.model)
     finally:
-        set_default_impl(channelwise="auto", spatial="auto")
+        set_default_impl(channelwise="auto", spatial="auto", pointwise="auto")
     ms.load_param_into_net(portable, {p.name: p for p in from_ckpt.net.get_parameters()}, strict_load=True)
     portable.set_train(False)
     shape = [None, 3, 4, INFER["crop_size"], INFER["crop_size"]]

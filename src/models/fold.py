@@ -7,7 +7,9 @@ forward time) and the result equals the unfolded eval-mode network to float roun
 (``tests/models/test_fold.py``). The channelwise C++ kernel adds the bias in its own pass.
 
 Cells declare their (convolution, BatchNorm) attribute pairs in ``conv_bn_pairs``; a folded
-BatchNorm is replaced by ``nn.Identity``. The folded network has no BatchNorm left to train: it is
+BatchNorm is replaced by ``nn.Identity`` and the cell's ``bn_folded`` set, so that its
+``construct`` may hand the activation after the convolution to the convolution itself (the C++
+pointwise kernel's fused bias + ReLU / residual + ReLU). The folded network has no BatchNorm left to train: it is
 for evaluation, inference and export (``eval.py``, ``infer.py``, ``src.tools.export`` fold by
 default). Checkpoints are always written from the unfolded training network.
 """
@@ -29,7 +31,7 @@ def fold_batchnorm(net: nn.Cell) -> nn.Cell:
         raise RuntimeError("fold_batchnorm: the network has already been compiled in graph mode; "
                            "fold a freshly built (and loaded) network before its first call")
     net.set_train(False)
-    owners = [cell for _, cell in net.cells_and_names() if getattr(cell, "conv_bn_pairs", None)]
+    owners = [cell for _, cell in net.cells_and_names() if getattr(cell, "conv_bn_pairs", None) is not None]
     for cell in owners:
         for conv_name, bn_name in cell.conv_bn_pairs:
             bn = getattr(cell, bn_name)
@@ -37,6 +39,7 @@ def fold_batchnorm(net: nn.Cell) -> nn.Cell:
                 continue  # folded before
             _fold_pair(getattr(cell, conv_name), bn)
             setattr(cell, bn_name, nn.Identity())
+        cell.bn_folded = True
     net.set_train(False)
     net.bn_folded = True
     return net

@@ -36,9 +36,11 @@ IntOr3 = Union[int, Sequence[int]]
 CHANNELWISE_IMPLS = ("native", "fold", "custom")
 SPATIAL_IMPLS = ("native", "im2col", "gemm", "direct")
 GROUPED_IMPLS = ("native", "split", "blockdiag", "gemm", "channelwise", "direct")
+POINTWISE_IMPLS = ("native", "custom")
 DIRECT_MAX_IN = 4  # input channels up to which a dense conv runs as the direct C++ kernel (stems)
-_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "grouped": GROUPED_IMPLS}
-_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "grouped": "auto"}
+_KNOWN_IMPLS = {"channelwise": CHANNELWISE_IMPLS, "spatial": SPATIAL_IMPLS, "grouped": GROUPED_IMPLS,
+                "pointwise": POINTWISE_IMPLS}
+_DEFAULT_IMPL = {"channelwise": "auto", "spatial": "auto", "grouped": "auto", "pointwise": "auto"}
 
 
 def _triple(v: IntOr3) -> Triple:
@@ -59,13 +61,15 @@ def device_target() -> str:
 
 
 def set_default_impl(channelwise: Optional[str] = None, spatial: Optional[str] = None,
-                     grouped: Optional[str] = None) -> None:
+                     grouped: Optional[str] = None, pointwise: Optional[str] = None) -> None:
     """Override the ``auto`` choice for layers built from now on ('auto' restores it).
 
     ``grouped`` applies to :class:`Conv3d`; on Ascend a non-depthwise grouped convolution still
-    never gets ``native`` (see :func:`resolve_grouped_impl`).
+    never gets ``native`` (see :func:`resolve_grouped_impl`). ``pointwise`` applies to
+    :class:`PointwiseConv3d` in inference networks.
     """
-    for kind, impl in (("channelwise", channelwise), ("spatial", spatial), ("grouped", grouped)):
+    for kind, impl in (("channelwise", channelwise), ("spatial", spatial), ("grouped", grouped),
+                       ("pointwise", pointwise)):
         if impl is not None:
             _check_impl(impl, _KNOWN_IMPLS[kind], kind)
             _DEFAULT_IMPL[kind] = impl
@@ -85,11 +89,17 @@ def resolve_impl(impl: str, kind: str) -> str:
         on_cpu = device_target() == "CPU"
         if kind == "channelwise":
             impl = ("custom" if kernels.library_path("channelwise") else "fold") if on_cpu else "native"
+        elif kind == "pointwise":
+            impl = "custom" if on_cpu else "native"
         else:
             # MindSpore's CPU Conv3D with a 3-channel 1x3x3 kernel lands on oneDNN's generic path on
             # some CPUs (tens of times slower than on others): the C++ direct convolution (or the
             # vol2col + 1x1x1 product) is fast on all of them (see resolve_grouped_impl)
             impl = "direct" if on_cpu else "native"
+    if kind == "pointwise":
+        if impl == "custom" and (device_target() != "CPU" or kernels.library_path("pointwise") is None):
+            impl = "native"  # a CPU kernel (no compiler: kernels.library_path logged one warning)
+        return impl
     if impl == "custom" and kernels.library_path("channelwise") is None:
         impl = "fold"  # no compiler / build failed: kernels.library_path logged one warning
     if impl == "direct" and (device_target() != "CPU" or kernels.library_path("direct") is None
@@ -193,20 +203,41 @@ class Swish(nn.Cell):
 
 
 class PointwiseConv3d(nn.Cell):
-    """1x1x1 Conv3d, weight (C_out, C_in, 1, 1, 1), optional bias (C_out,): Conv3D (+ BiasAdd).
+    """1x1x1 Conv3d, weight (C_out, C_in, 1, 1, 1), optional bias (C_out,).
 
-    MindSpore's Conv3D (oneDNN) is already fast here: a C++ matrix-product kernel for it measured
-    slower (X3D-XS batch-1 forward 73-87 against 54-61 ms/clip), so there is one formulation.
-    ``set_bias`` lets ``fold_batchnorm`` give it a bias after construction.
+    ``native``: Conv3D (+ BiasAdd), oneDNN's matrix product; what training always runs.
+    ``custom`` (the CPU default): in an inference network (eval mode, with a bias, e.g. a folded
+    BatchNorm's shift) one C++ pass (``kernels/pointwise_conv3d.cc``) computes the product and
+    the bias and, through :meth:`fused`, what an X3D block does around the convolution: a Swish
+    (after a squeeze-excitation gate) on its input, a ReLU or the residual sum + ReLU on its
+    output. As separate ops each of those reads and writes the whole activation again.
+    ``set_bias`` lets ``fold_batchnorm`` give the layer a bias after construction.
+
+    A strided 1x1x1 convolution is the stride-1 one on every s-th position; on CPU the layer
+    takes those positions first (the C++ kernel reads them itself): MindSpore's strided Conv3D
+    lands on oneDNN's slow generic path on some CPUs (X3D-XS's four shortcut convolutions took
+    more than half of its batch-8 forward time).
     """
 
-    def __init__(self, dim_in: int, dim_out: int, *, stride: IntOr3 = 1, has_bias: bool = False) -> None:
+    def __init__(self, dim_in: int, dim_out: int, *, stride: IntOr3 = 1, has_bias: bool = False,
+                 impl: str = "auto") -> None:
         super().__init__()
         self.dim_in, self.dim_out = dim_in, dim_out
         self.stride = _triple(stride)
         self.weight = Parameter(kaiming_fan_out((dim_out, dim_in, 1, 1, 1)), name="weight")
         self.bias = Parameter(initializer("zeros", (dim_out,), ms.float32), name="bias") if has_bias else None
-        self.conv = ops.Conv3D(dim_out, 1, mode=1, pad_mode="valid", stride=self.stride)
+        self.subsample = self.stride != (1, 1, 1) and device_target() == "CPU"
+        self.conv = ops.Conv3D(dim_out, 1, mode=1, pad_mode="valid",
+                               stride=1 if self.subsample else self.stride)
+        self.relu = ops.ReLU()
+        self.impl = resolve_impl(impl, "pointwise") if self.stride == (1, 1, 1) or self.subsample else "native"
+        if self.impl == "custom":
+            # one op and configuration tensor per epilogue (0 none, 1 ReLU, 2 residual + ReLU) and
+            # prologue (0 none, 1 Swish, 2 gate + Swish); the configuration: stride, epilogue, prologue
+            self.kernels = tuple(tuple(_custom_pointwise(self.stride, e, p) for p in range(3)) for e in range(3))
+            self.kernel_cfgs = tuple(tuple(Tensor(np.array(self.stride + (e, p), np.int64)) for p in range(3))
+                                     for e in range(3))
+            self.unused = Tensor(np.zeros((1,), np.float32))  # for the kernel's residual / gate slot
 
     @property
     def has_bias(self) -> bool:
@@ -223,10 +254,94 @@ class PointwiseConv3d(nn.Cell):
             self.bias.set_data(Tensor(bias))
 
     def construct(self, x):
+        return self.fused(x)
+
+    def fused(self, x, relu: bool = False, residual=None, swish_input: bool = False, gate=None):
+        """[Swish(x [* gate])] -> conv + bias [+ residual] [-> ReLU].
+
+        ``gate`` (N, C_in, 1, 1, 1) scales the input before the Swish (only with
+        ``swish_input``); a residual is summed only with ``relu`` (the C++ kernel's forms).
+        """
+        if gate is not None and not swish_input:
+            raise ValueError("PointwiseConv3d.fused: a gate is only applied before a Swish")
+        if residual is not None and not relu:
+            raise ValueError("PointwiseConv3d.fused: a residual is only summed before a ReLU")
+        if self.impl == "custom" and self.bias is not None and not self.training:
+            epilogue = 2 if residual is not None else (1 if relu else 0)
+            prologue = 2 if gate is not None else (1 if swish_input else 0)
+            r = self.unused if residual is None else residual
+            s = self.unused if gate is None else gate
+            return self.kernels[epilogue][prologue](x, self.weight, self.bias, r, s,
+                                                    self.kernel_cfgs[epilogue][prologue])
+        if gate is not None:
+            x = x * gate
+        if swish_input:
+            x = x * ops.sigmoid(x)
+        if self.subsample:
+            x = x[:, :, ::self.stride[0], ::self.stride[1], ::self.stride[2]]
         y = self.conv(x, self.weight)
         if self.bias is not None:
             y = ops.bias_add(y, self.bias)
+        if residual is not None:
+            y = y + residual
+        if relu:
+            y = self.relu(y)
         return y
+
+
+_POINTWISE_OPS = {}
+
+
+def _custom_pointwise(stride: Triple, epilogue: int, prologue: int) -> ops.Custom:
+    """The C++ pointwise kernel (``X3dPointwise``) in one (epilogue, prologue) form, shared by the
+    layers with this stride. Its bprop (MindSpore ops) makes an inference network differentiable
+    too (saliency maps, attacks); training itself runs the native layer."""
+    key = (stride, epilogue, prologue)
+    if key in _POINTWISE_OPS:
+        return _POINTWISE_OPS[key]
+    strided = stride != (1, 1, 1)
+
+    def out_shape(xs, ws, *_rest):
+        return [xs[0], ws[0]] + [(xs[2 + i] - 1) // stride[i] + 1 for i in range(3)]
+
+    def bprop(x, w, b, r, s, cfg, out, dout):
+        xs = x[:, :, ::stride[0], ::stride[1], ::stride[2]] if strided else x
+        v = xs * s if prologue == 2 else xs
+        sig = ops.sigmoid(v)
+        u = v * sig if prologue else v
+        dz = dout * (out > 0).astype(dout.dtype) if epilogue else dout  # ReLU: out > 0 where it passed
+        n, co, c = dz.shape[0], dz.shape[1], u.shape[1]
+        dz2 = dz.reshape(n, co, -1)
+        dw = ops.matmul(dz2, u.reshape(n, c, -1).transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+        du = ops.matmul(w.reshape(co, c).T, dz2).reshape(u.shape)
+        dv = du * (sig * (1.0 + v * (1.0 - sig))) if prologue else du
+        dxs = dv * s if prologue == 2 else dv
+        ds = (dv * xs).sum(axis=(2, 3, 4), keepdims=True).reshape(s.shape) if prologue == 2 else ops.zeros_like(s)
+        dx = _scatter_strided(dxs, x.shape, stride) if strided else dxs
+        dr = dz if epilogue == 2 else ops.zeros_like(r)
+        return dx, dw, dz.sum(axis=(0, 2, 3, 4)), dr, ds, ops.zeros_like(cfg)
+
+    op = ops.Custom(f"{kernels.library_path('pointwise')}:X3dPointwise", out_shape=out_shape,
+                    out_dtype=_first_dtype, func_type="aot", bprop=bprop)
+    op.add_prim_attr("x3d_geometry", ",".join(map(str, stride + (epilogue, prologue))))  # see _custom_channelwise
+    _POINTWISE_OPS[key] = op
+    return op
+
+
+def _scatter_strided(t, shape, stride: Triple):
+    """Zeros of ``shape`` (N, C, T, H, W) holding ``t`` at every stride-th position (the adjoint of
+    ``x[:, :, ::sT, ::sH, ::sW]``): per axis, a zero block after each element, then cut to size."""
+    for i in range(3):
+        step, axis = stride[i], 2 + i
+        if step > 1:
+            e = ops.expand_dims(t, axis + 1)
+            pad = list(e.shape)
+            pad[axis + 1] = step - 1
+            t = ops.concat((e, ops.zeros(tuple(pad), t.dtype)), axis + 1)
+            merged = list(t.shape[:axis]) + [t.shape[axis] * step] + list(t.shape[axis + 2:])
+            t = t.reshape(tuple(merged))
+            t = ops.narrow(t, axis, 0, shape[axis])
+    return t
 
 
 class Conv3d(nn.Cell):

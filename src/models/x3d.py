@@ -104,13 +104,15 @@ class SqueezeExcitation(nn.Cell):
         super().__init__()
         self.fc1 = PointwiseConv3d(dim, dim_fc, has_bias=True)
         self.fc2 = PointwiseConv3d(dim_fc, dim, has_bias=True)
-        self.relu = nn.ReLU()
         self.dims = (dim, dim_fc)
 
     def construct(self, x):
+        return x * self.gate(x)
+
+    def gate(self, x):
+        """The per-channel scale (N, C, 1, 1, 1) in (0, 1)."""
         s = global_avg_pool(x)
-        s = ops.sigmoid(self.fc2(self.relu(self.fc1(s))))
-        return x * s
+        return ops.sigmoid(self.fc2(self.fc1.fused(s, relu=True)))
 
     def flops(self, shape: Shape) -> int:
         dim, dim_fc = self.dims
@@ -138,7 +140,13 @@ class BottleneckBranch(nn.Cell):
         self.dims = (dim_in, dim_inner, dim_out, spatial_stride, temporal_kernel)
         self.conv_bn_pairs = (("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn"))
 
-    def construct(self, x):
+    def construct(self, x, shortcut=None):
+        """The branch; with ``shortcut`` (given once BatchNorm is folded) the block's output
+        ReLU(shortcut + branch)."""
+        if shortcut is not None:  # folded: conv c applies the gate, Swish, sum and ReLU in one pass
+            x = self.b(self.a.fused(x, relu=True))
+            gate = self.se.gate(x) if self.use_se else None
+            return self.c.fused(x, relu=True, residual=shortcut, swish_input=True, gate=gate)
         x = self.relu(self.a_bn(self.a(x)))
         x = self.b_bn(self.b(x))
         if self.use_se:
@@ -173,12 +181,13 @@ class ResBlock(nn.Cell):
         self.relu = nn.ReLU()
         self.dims = (dim_in, dim_out, spatial_stride)
         self.conv_bn_pairs = (("branch1", "branch1_bn"),) if self.has_branch1 else ()
+        self.bn_folded = False  # set by fold_batchnorm
 
     def construct(self, x):
-        y = self.branch2(x)
-        if self.has_branch1:
-            x = self.branch1_bn(self.branch1(x))
-        return self.relu(x + y)
+        shortcut = self.branch1_bn(self.branch1(x)) if self.has_branch1 else x
+        if self.bn_folded:  # conv c sums the shortcut and applies the ReLU in its own pass
+            return self.branch2(x, shortcut)
+        return self.relu(shortcut + self.branch2(x))
 
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
         macs, out = self.branch2.flops(shape)
@@ -229,9 +238,13 @@ class X3DHead(nn.Cell):
         self.softmax = activation == "softmax"
         self.dims = (dim_in, dim_inner, dim_out, num_classes)
         self.conv_bn_pairs = (("conv_5", "conv_5_bn"),)
+        self.bn_folded = False  # set by fold_batchnorm
 
     def construct(self, x):
-        x = self.relu(self.conv_5_bn(self.conv_5(x)))
+        if self.bn_folded:
+            x = self.conv_5.fused(x, relu=True)
+        else:
+            x = self.relu(self.conv_5_bn(self.conv_5(x)))
         x = avg_pool_head(x, self.pool_kernel)
         x = self.relu(self.lin_5(x))
         x = self.dropout(x)

@@ -101,7 +101,8 @@ def build_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False,
     from ..engine.inference import load_inference_model
     if conv_impl == "custom":  # the CPU inference network as it is (device defaults: C++ kernels)
         return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn).net
-    impls = {"channelwise": conv_impl, "spatial": "native", "grouped": "native" if fmt == "ONNX" else "split"}
+    impls = {"channelwise": conv_impl, "spatial": "native", "pointwise": "native",
+             "grouped": "native" if fmt == "ONNX" else "split"}
     return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn, impls=impls).net
 
 

@@ -174,3 +174,139 @@ def test_efficient_3dcnn_strides_match_native(mode, stride, impl):
     assert _rel(gx, gx_n) < 1e-5
     assert _rel(gw, gw_n) < 1e-5
     ms.set_context(mode=ms.GRAPH_MODE)
+
+
+# ----------------------------------------------------------------------------------- pointwise
+needs_pointwise = pytest.mark.skipif(kernels.library_path("pointwise") is None,
+                                     reason="no C++ compiler: the pointwise kernel cannot be built")
+
+
+def _pointwise_reference(x, w, b, stride, relu, residual, swish_input, gate):
+    """float64 numpy: [gate, Swish] -> 1x1x1 conv at every stride-th position + bias [+ r] [ReLU]."""
+    u = x[:, :, ::stride[0], ::stride[1], ::stride[2]].astype(np.float64)
+    if gate is not None:
+        u = u * gate
+    if swish_input:
+        u = u / (1.0 + np.exp(-u))
+    y = np.einsum("oc,nctuv->notuv", w[:, :, 0, 0, 0].astype(np.float64), u) + b[None, :, None, None, None]
+    if residual is not None:
+        y = y + residual
+    return np.maximum(y, 0.0) if relu else y
+
+
+class _Fused(nn.Cell):
+    def __init__(self, conv, relu, swish_input):
+        super().__init__()
+        self.conv, self.relu, self.swish_input = conv, relu, swish_input
+
+    def construct(self, x, r, g):
+        return self.conv.fused(x, relu=self.relu, residual=r, swish_input=self.swish_input, gate=g)
+
+
+@needs_pointwise
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+@pytest.mark.parametrize("shape,dim_out,stride", [
+    ((2, 5, 3, 7, 9), 11, (1, 1, 1)),      # partial position tiles, output channels not a panel multiple
+    ((2, 5, 3, 7, 9), 11, (1, 2, 2)),      # strided shortcut: every second position, odd sizes
+    ((1, 6, 5, 8, 7), 3, (2, 3, 2)),       # temporal stride too
+    ((2, 40, 4, 13, 13), 19, (1, 1, 1)),   # several position blocks, split over the threads
+])
+@pytest.mark.parametrize("relu,with_residual,swish_input,with_gate", [
+    (False, False, False, False), (True, False, False, False), (True, True, False, False),
+    (True, True, True, False), (True, True, True, True), (False, False, True, True)])
+def test_pointwise_kernel_matches_its_definition(mode, shape, dim_out, stride, relu, with_residual,
+                                                 swish_input, with_gate):
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(3)
+    n, c = shape[:2]
+    conv = layers.PointwiseConv3d(c, dim_out, stride=stride, has_bias=True, impl="custom")
+    assert conv.impl == "custom"
+    w = rng.normal(0.0, 0.3, (dim_out, c, 1, 1, 1)).astype(np.float32)
+    b = rng.normal(0.0, 0.5, dim_out).astype(np.float32)
+    conv.weight.set_data(Tensor(w))
+    conv.set_bias(b)
+    conv.set_train(False)
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    x.flat[:4] = [-120.0, 95.0, -60.0, 30.0]  # far into the exponential's clamped range
+    out = (n, dim_out) + tuple((shape[2 + i] - 1) // stride[i] + 1 for i in range(3))
+    r = rng.standard_normal(out).astype(np.float32) if with_residual else None
+    g = rng.uniform(0.0, 1.0, (n, c, 1, 1, 1)).astype(np.float32) if with_gate else None
+    net = _Fused(conv, relu, swish_input)
+    got = net(Tensor(x), None if r is None else Tensor(r), None if g is None else Tensor(g)).asnumpy()
+    expected = _pointwise_reference(x, w, b, stride, relu, r, swish_input, g)
+    assert got.shape == out
+    assert _rel(got, expected) < 2e-6
+
+
+@needs_pointwise
+def test_pointwise_kernel_serves_inference_only_training_keeps_the_native_gradients():
+    """In training mode (and without a bias) the layer is Conv3D: gradients flow as before."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(4)
+    custom = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="custom")
+    native = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="native")
+    native.weight.set_data(custom.weight.data.copy())
+    custom.set_train(True)
+    native.set_train(True)
+    x = Tensor(rng.standard_normal((2, 6, 3, 9, 8)).astype(np.float32))
+    up = Tensor(rng.standard_normal((2, 5, 3, 5, 4)).astype(np.float32))
+    y_c, gx_c, gw_c = _run(custom, x, up)
+    y_n, gx_n, gw_n = _run(native, x, up)
+    assert _rel(y_c, y_n) < 1e-6 and _rel(gx_c, gx_n) < 1e-6 and _rel(gw_c, gw_n) < 1e-6
+    # and the strided native layer itself is the convolution at every second position
+    w = custom.weight.asnumpy()
+    expected = _pointwise_reference(x.asnumpy(), w, np.zeros(5, np.float32), (1, 2, 2), False, None, False, None)
+    assert _rel(y_n, expected) < 2e-6
+
+
+def test_pointwise_fused_rejects_forms_the_kernel_does_not_have():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    conv = layers.PointwiseConv3d(3, 2, has_bias=True, impl="native")
+    x = Tensor(np.ones((1, 3, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="residual is only summed before a ReLU"):
+        conv.fused(x, residual=Tensor(np.ones((1, 2, 1, 2, 2), np.float32)))
+    with pytest.raises(ValueError, match="gate is only applied before a Swish"):
+        conv.fused(x, gate=Tensor(np.ones((1, 3, 1, 1, 1), np.float32)))
+
+
+class _FusedLoss(nn.Cell):
+    def __init__(self, fused, up, use_residual, use_gate):
+        super().__init__()
+        self.fused, self.up, self.use_residual, self.use_gate = fused, up, use_residual, use_gate
+
+    def construct(self, x, r, g):
+        y = self.fused(x, r if self.use_residual else None, g if self.use_gate else None)
+        return (y * self.up).sum()
+
+
+@needs_pointwise
+@pytest.mark.parametrize("stride,relu,with_residual,swish_input,with_gate", [
+    ((1, 1, 1), True, True, True, True), ((1, 2, 2), True, False, True, False),
+    ((2, 1, 3), False, False, False, False), ((1, 1, 1), True, True, False, False)])
+def test_pointwise_kernel_gradients_equal_the_native_ops(stride, relu, with_residual, swish_input, with_gate):
+    """An inference network stays differentiable: the kernel's bprop against MindSpore's autodiff
+    of the same computation as separate ops (impl native), w.r.t. input, residual, gate, weight, bias."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(5)
+    shape, dim_out = (2, 6, 4, 7, 5), 9
+    out = (2, dim_out) + tuple((shape[2 + i] - 1) // stride[i] + 1 for i in range(3))
+    x = Tensor((rng.standard_normal(shape) * 2).astype(np.float32))
+    r = Tensor(rng.standard_normal(out).astype(np.float32))
+    g = Tensor(rng.uniform(0.1, 1.0, (2, 6, 1, 1, 1)).astype(np.float32))
+    up = Tensor(rng.standard_normal(out).astype(np.float32))
+    w = rng.normal(0.0, 0.3, (dim_out, 6, 1, 1, 1)).astype(np.float32)
+    b = rng.normal(0.0, 0.5, dim_out).astype(np.float32)
+    grads = {}
+    for impl in ("custom", "native"):
+        conv = layers.PointwiseConv3d(6, dim_out, stride=stride, has_bias=True, impl=impl)
+        assert conv.impl == impl
+        conv.weight.set_data(Tensor(w))
+        conv.set_bias(b)
+        conv.set_train(False)
+        loss = _FusedLoss(_Fused(conv, relu, swish_input), up, with_residual, with_gate)
+        inputs, params = ms.grad(loss, grad_position=(0, 1, 2), weights=conv.trainable_params())(x, r, g)
+        grads[impl] = [t.asnumpy() for t in list(inputs) + list(params)]
+    assert len(grads["custom"]) == 5  # x, r, g, weight, bias
+    for got, expected in zip(grads["custom"], grads["native"]):
+        assert got.shape == expected.shape
+        assert _rel(got, expected) < 1e-5 or np.abs(expected).max() == np.abs(got).max() == 0.0

@@ -68,6 +68,8 @@ def test_auto_impl_follows_the_device_and_bad_names_fail():
     assert resolve_impl("auto", "channelwise") != "native"  # CPU here: never the per-channel kernel
     assert resolve_impl("native", "channelwise") == "native"
     assert resolve_impl("auto", "spatial") == "direct"  # CPU with a compiler: not the slow 3-channel Conv3D
+    assert resolve_impl("auto", "pointwise") == "custom"  # the fused C++ pass in inference networks
+    assert resolve_impl("native", "pointwise") == "native"
     with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
         resolve_impl("fast", "channelwise")
 
@@ -226,6 +228,10 @@ def test_ascend_never_gets_a_non_depthwise_grouped_conv3d(monkeypatch, dim_in, d
 def test_grouped_auto_rule_per_device(monkeypatch):
     monkeypatch.setattr(layers, "device_target", lambda: "GPU")
     assert resolve_grouped_impl("auto", dim_in=256, dim_out=256, groups=32, kernel_size=(3, 3, 3)) == "native"
+    # the pointwise kernel is a CPU one; elsewhere a strided 1x1x1 stays the device's own Conv3D
+    assert resolve_impl("custom", "pointwise") == "native"
+    conv = layers.PointwiseConv3d(4, 6, stride=(1, 2, 2))
+    assert conv.impl == "native" and not conv.subsample
     monkeypatch.setattr(layers, "device_target", lambda: "CPU")
     for dim_in, dim_out, groups, kernel in GROUPED_SHAPES:
         # MindSpore's CPU Conv3D runs grouped convolutions one group at a time (measured ~50-100x slower)

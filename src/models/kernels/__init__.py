@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 _LOG = logging.getLogger(__name__)
-_SOURCES = {"channelwise": "channelwise_conv3d.cc", "vol2col": "vol2col.cc", "direct": "direct_conv3d.cc"}
+_SOURCES = {"channelwise": "channelwise_conv3d.cc", "vol2col": "vol2col.cc", "direct": "direct_conv3d.cc",
+            "pointwise": "pointwise_conv3d.cc"}
 # -fopenmp-simd: only the "omp simd" vectorisation hints; threads are plain std::threads
 CXX_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++14")
 _CACHE: Dict[str, Optional[str]] = {}

@@ -1,0 +1,284 @@
+// Pointwise (1x1x1) 3D convolution for inference, with what surrounds it in an X3D block fused
+// in, for MindSpore ops.Custom(func_type="aot") on CPU. In a BatchNorm-folded block the 1x1x1
+// convolutions follow a Swish (after an optional squeeze-excitation scale) and precede a bias, a
+// ReLU and (conv c) the residual sum: as separate ops each reads and writes the whole activation
+// again. Here one pass computes
+//
+//   u[n, c, q] = pro( x[n, c, pos(q)] )               none | swish(x) | swish(x * s[n, c])
+//   y[n, o, q] = epi( sum_c w[o, c] * u[n, c, q] + bias[o] )   identity | ReLU | ReLU(. + r[n, o, q])
+//
+// over the output positions q (To, Ho, Wo), pos(q) = (t*sT, h*sH, w*sW) (a strided shortcut
+// convolution reads every s-th position). Each task copies a block of positions, all input
+// channels, into a contiguous buffer (tiles of kTile positions, zero-padded), applying the
+// prologue on the way, then runs a register-blocked product over it: kMR output channels times
+// kNV vectors of positions stay in registers while the input channels stream through.
+//
+//   X3dPointwise(x, w, b, r, s, cfg) -> y
+//
+// x (N, C, T, H, W), w (Co, C, 1, 1, 1), b (Co,), r (N, Co, To, Ho, Wo) for the residual epilogue
+// (else any shape, unused), s (N, C, 1, 1, 1) for the scaled prologue (else unused), y (N, Co,
+// To, Ho, Wo); cfg int64 (5,): stride (t, h, w), epilogue (0 identity, 1 ReLU, 2 residual + ReLU),
+// prologue (0 none, 1 swish, 2 scale + swish). float32, NCTHW.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "parallel.h"
+
+namespace {
+
+using x3d_kernels::parallel_for;
+
+#ifdef __AVX512F__
+constexpr int kVL = 16;  // floats per vector
+constexpr int kMR = 8;   // output channels per panel
+constexpr int kNV = 3;   // vectors of positions per tile: 24 accumulators of 32 registers
+#else
+constexpr int kVL = 8;
+constexpr int kMR = 6;
+constexpr int kNV = 2;  // 12 accumulators of 16 registers
+#endif
+typedef float vf __attribute__((vector_size(kVL * 4), aligned(4)));  // unaligned loads allowed
+
+constexpr int64_t kTile = kNV * kVL;  // positions per register tile
+constexpr int64_t kTilesPerBlock = 4;  // positions per task: the packed block stays in cache
+constexpr int64_t kSerialWork = 1 << 18;  // multiply-adds below which one thread does it all
+
+enum Epilogue { kBias = 0, kRelu = 1, kAddRelu = 2 };
+enum Prologue { kNone = 0, kSwish = 1, kScaleSwish = 2 };
+
+struct Call {
+  int64_t N, C, Co, T, H, W, sT, sH, sW, To, Ho, Wo, Q;  // Q = To * Ho * Wo
+  const float *x, *w, *b, *r, *s;
+  float *y;
+  Epilogue ep;
+  Prologue pro;
+};
+
+// exp(v) for v in about [-87, 88]: 2^n * p(f) after v = n ln2 + f, |f| <= ln2 / 2 (rel. error ~2e-7)
+inline vf vexp(vf v) {
+  typedef int32_t vi __attribute__((vector_size(kVL * 4)));
+  v = v < 88.0f ? v : 88.0f;
+  v = v > -87.0f ? v : -87.0f;
+  const vf n = __builtin_convertvector(__builtin_convertvector(v * 1.44269504f + (v >= 0 ? 0.5f : -0.5f), vi), vf);
+  const vf f = (v - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 in two parts
+  vf p = vf{} + 1.9875691500e-4f;
+  p = p * f + 1.3981999507e-3f;
+  p = p * f + 8.3334519073e-3f;
+  p = p * f + 4.1665795894e-2f;
+  p = p * f + 1.6666665459e-1f;
+  p = p * f + 5.0000001201e-1f;
+  p = p * f * f + f + 1.0f;
+  const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
+}
+
+// u = swish(u * scale) over one packed row of kTile positions
+inline void swish_row(float *u, float scale) {
+#pragma GCC unroll 4
+  for (int j = 0; j < kNV; ++j) {
+    vf v = *reinterpret_cast<vf *>(u + j * kVL) * scale;
+    *reinterpret_cast<vf *>(u + j * kVL) = v / (1.0f + vexp(-v));
+  }
+}
+
+// w (Co, C) -> panels (Co/kMR rounded up, C, kMR), zero rows past Co
+void pack_weight(const float *w, int64_t Co, int64_t C, float *out) {
+  const int64_t panels = (Co + kMR - 1) / kMR;
+  std::fill(out, out + panels * C * kMR, 0.0f);
+  for (int64_t o = 0; o < Co; ++o) {
+    float *dst = out + (o / kMR) * C * kMR + o % kMR;
+    const float *src = w + o * C;
+    for (int64_t c = 0; c < C; ++c) dst[c * kMR] = src[c];
+  }
+}
+
+// Scratch memory that outlives the call. Fresh buffers of this size come from mmap, and their
+// first-touch page faults serialise the threads on the process's memory map: the product
+// then runs no faster on two threads than on one.
+struct Workspace {
+  std::mutex lock;
+  std::vector<float> data;
+  float *get(size_t n) {
+    if (data.size() < n) data.resize(n);
+    return data.data();
+  }
+};
+Workspace &workspace() {
+  static Workspace ws;
+  return ws;
+}
+
+// input offsets (within one channel plane) of the output positions q0 .. q0+n-1
+void positions(const Call &k, int64_t q0, int64_t n, int64_t *off) {
+  int64_t w = q0 % k.Wo, h = (q0 / k.Wo) % k.Ho, t = q0 / (k.Wo * k.Ho);
+  for (int64_t j = 0; j < n; ++j) {
+    off[j] = ((t * k.sT) * k.H + h * k.sH) * k.W + w * k.sW;
+    if (++w == k.Wo) {
+      w = 0;
+      if (++h == k.Ho) { h = 0; ++t; }
+    }
+  }
+}
+
+// x[n, :, positions q0 .. q0+n) -> buf (tiles, C, kTile), zero past n
+void pack_block(const Call &k, int64_t n, int64_t q0, int64_t count, bool dense, const int64_t *off,
+                float *buf) {
+  const int64_t tiles = (count + kTile - 1) / kTile, plane = k.T * k.H * k.W;
+  const float *xn = k.x + n * k.C * plane;
+  for (int64_t tl = 0; tl < tiles; ++tl) {
+    const int64_t j0 = tl * kTile, m = std::min(kTile, count - j0);
+    float *dst = buf + tl * k.C * kTile;
+    for (int64_t c = 0; c < k.C; ++c, dst += kTile) {
+      const float *xc = xn + c * plane;
+      if (dense) {
+        std::memcpy(dst, xc + q0 + j0, sizeof(float) * m);
+      } else {
+        for (int64_t j = 0; j < m; ++j) dst[j] = xc[off[j0 + j]];
+      }
+      if (m < kTile) std::memset(dst + m, 0, sizeof(float) * (kTile - m));
+      if (k.pro != kNone) swish_row(dst, k.pro == kScaleSwish ? k.s[n * k.C + c] : 1.0f);
+    }
+  }
+}
+
+// one register tile: rows o0 .. o0+rows-1 at positions q .. q+m-1 from a packed tile (C, kTile)
+inline void tile(const Call &k, int64_t n, int64_t o0, int rows, const float *wp, const float *xp,
+                 int64_t q, int64_t m) {
+  vf acc[kMR][kNV];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) acc[i][j] = vf{};
+  for (int64_t c = 0; c < k.C; ++c) {
+    vf xv[kNV];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) xv[j] = *reinterpret_cast<const vf *>(xp + c * kTile + j * kVL);
+    const float *wc = wp + c * kMR;
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i) {
+      const vf wv = vf{} + wc[i];
+#pragma GCC unroll 4
+      for (int j = 0; j < kNV; ++j) acc[i][j] += wv * xv[j];
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+    const int64_t o = o0 + i, off = (n * k.Co + o) * k.Q + q;
+    const vf bv = vf{} + k.b[o];
+    vf v[kNV];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNV; ++j) v[j] = acc[i][j] + bv;
+    if (m == kTile) {
+#pragma GCC unroll 4
+      for (int j = 0; j < kNV; ++j) {
+        if (k.ep == kAddRelu) v[j] += *reinterpret_cast<const vf *>(k.r + off + j * kVL);
+        if (k.ep != kBias) v[j] = v[j] > 0.0f ? v[j] : 0.0f;
+        *reinterpret_cast<vf *>(k.y + off + j * kVL) = v[j];
+      }
+    } else {  // the last, partial tile of the positions
+      float tmp[kTile];
+      std::memcpy(tmp, v, sizeof(tmp));
+      for (int64_t j = 0; j < m; ++j) {
+        float e = tmp[j];
+        if (k.ep == kAddRelu) e += k.r[off + j];
+        k.y[off + j] = (k.ep == kBias || e > 0.0f) ? e : 0.0f;
+      }
+    }
+  }
+}
+
+void run(const Call &k) {
+  const int64_t panels = (k.Co + kMR - 1) / kMR;
+  const int64_t per_block = kTilesPerBlock * kTile, blocks = (k.Q + per_block - 1) / per_block;
+  const int64_t wsize = panels * k.C * kMR, bsize = kTilesPerBlock * k.C * kTile + per_block * 2;
+  const int nt = x3d_kernels::num_threads();
+  Workspace &ws = workspace();
+  std::lock_guard<std::mutex> guard(ws.lock);
+  float *const scratch = ws.get(wsize + nt * bsize);
+  const float *packed = scratch;
+  pack_weight(k.w, k.Co, k.C, scratch);
+  const bool dense = k.sT == 1 && k.sH == 1 && k.sW == 1;
+  // tasks: (n, position block, group of panels); split the panels when there are few positions
+  int64_t groups = 1;
+  while (k.N * blocks * groups < 4 * x3d_kernels::num_threads() && groups < panels) groups *= 2;
+  groups = std::min(groups, panels);
+  const int64_t per_group = (panels + groups - 1) / groups;
+  const auto work = [&](int64_t begin, int64_t end) {
+    // the chunk's own slice of the scratch: buffer, then position offsets (as int64)
+    const int64_t tasks = k.N * blocks * groups;  // parallel_for's chunk t starts at t * tasks / nt
+    float *buf = scratch + wsize + ((begin * nt + tasks - 1) / tasks) * bsize;
+    int64_t *off = reinterpret_cast<int64_t *>(buf + kTilesPerBlock * k.C * kTile);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t g = t % groups, nb = t / groups, n = nb / blocks, blk = nb % blocks;
+      const int64_t q0 = blk * per_block, count = std::min(per_block, k.Q - q0);
+      if (!dense) positions(k, q0, count, off);
+      pack_block(k, n, q0, count, dense, off, buf);
+      const int64_t tiles = (count + kTile - 1) / kTile;
+      for (int64_t pan = g * per_group; pan < std::min(panels, (g + 1) * per_group); ++pan) {
+        const int64_t o0 = pan * kMR;
+        const int rows = static_cast<int>(std::min<int64_t>(kMR, k.Co - o0));
+        const float *wp = packed + pan * k.C * kMR;
+        for (int64_t tl = 0; tl < tiles; ++tl)
+          tile(k, n, o0, rows, wp, buf + tl * k.C * kTile, q0 + tl * kTile,
+               std::min(kTile, count - tl * kTile));
+      }
+    }
+  };
+  // a small product (the squeeze-excitation's) costs less than starting threads
+  if (k.N * k.Q * k.C * k.Co < kSerialWork) {
+    work(0, k.N * blocks * groups);
+  } else {
+    parallel_for(k.N * blocks * groups, work);
+  }
+}
+
+bool is_f32(const char *d) { return std::strcmp(d, "float32") == 0; }
+
+// checks the call: x (N, C, T, H, W), w (Co, C, 1, 1, 1), b (Co,), r, s, cfg (5,) int64, y
+int call(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 7) return 1;
+  for (int i = 0; i < 7; ++i)
+    if (i != 5 && !is_f32(dtypes[i])) return 1;
+  if (std::strcmp(dtypes[5], "int64") != 0 || ndims[5] != 1 || shapes[5][0] != 5) return 1;
+  if (ndims[0] != 5 || ndims[1] != 5 || ndims[2] != 1 || ndims[6] != 5) return 1;
+  const int64_t *xs = shapes[0], *ws = shapes[1], *ys = shapes[6];
+  const int64_t *cfg = static_cast<const int64_t *>(params[5]);
+  Call k;
+  k.N = xs[0]; k.C = xs[1]; k.T = xs[2]; k.H = xs[3]; k.W = xs[4]; k.Co = ws[0];
+  k.sT = cfg[0]; k.sH = cfg[1]; k.sW = cfg[2];
+  if (k.sT < 1 || k.sH < 1 || k.sW < 1 || k.C < 1 || cfg[3] < 0 || cfg[3] > 2 || cfg[4] < 0 || cfg[4] > 2) return 1;
+  k.ep = static_cast<Epilogue>(cfg[3]);
+  k.pro = static_cast<Prologue>(cfg[4]);
+  k.To = (k.T - 1) / k.sT + 1; k.Ho = (k.H - 1) / k.sH + 1; k.Wo = (k.W - 1) / k.sW + 1;
+  k.Q = k.To * k.Ho * k.Wo;
+  if (ws[1] != k.C || ws[2] != 1 || ws[3] != 1 || ws[4] != 1 || shapes[2][0] != k.Co) return 1;
+  const int64_t out[5] = {k.N, k.Co, k.To, k.Ho, k.Wo};
+  for (int d = 0; d < 5; ++d) {
+    if (ys[d] != out[d]) return 1;
+    if (k.ep == kAddRelu && (ndims[3] != 5 || shapes[3][d] != out[d])) return 1;
+  }
+  if (k.pro == kScaleSwish) {  // s holds N * C values, (N, C) or (N, C, 1, 1, 1)
+    int64_t count = 1;
+    for (int d = 0; d < ndims[4]; ++d) count *= shapes[4][d];
+    if (ndims[4] < 2 || shapes[4][0] != k.N || shapes[4][1] != k.C || count != k.N * k.C) return 1;
+  }
+  k.x = static_cast<const float *>(params[0]);
+  k.w = static_cast<const float *>(params[1]);
+  k.b = static_cast<const float *>(params[2]);
+  k.r = static_cast<const float *>(params[3]);
+  k.s = static_cast<const float *>(params[4]);
+  k.y = static_cast<float *>(params[6]);
+  if (k.N * k.Q > 0 && k.Co > 0) run(k);
+  return 0;
+}
+
+}  // namespace
+
+extern "C" int X3dPointwise(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                            void *stream, void *extra) {
+  return call(nparam, params, ndims, shapes, dtypes);
+}
