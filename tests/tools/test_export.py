@@ -95,7 +95,8 @@ def test_mindir_with_cpu_kernels_matches_checkpoint_and_names_its_library(tiny, 
     assert _run(tiny, out, "--format", "MINDIR", "--conv-impl", "custom", "--batch", "3") == 0
     printed = capsys.readouterr().out
     lib = kernels.library_path("channelwise")
-    libs = sorted([lib, kernels.library_path("direct")])  # channelwise convs; the stem's direct conv
+    # channelwise convs; the stem's direct conv; the fused pointwise convs
+    libs = sorted([lib, kernels.library_path("direct"), kernels.library_path("pointwise")])
     assert all(f"needs: {path} " in printed for path in libs) and "channelwise conv: custom" in printed
     assert kernels.libraries_in_graph(str(out)) == libs
     cfg_path, _, clips, scores = tiny
