@@ -402,6 +402,12 @@ class Conv3d(nn.Cell):
                                   name="bias")
         pt, ph, pw = self.padding
         pad = (pt, pt, ph, ph, pw, pw)
+        # a strided 1x1x1 convolution (ResNet's shortcut B) is the stride-1 one on every s-th
+        # position: on CPU take those first (MindSpore's strided Conv3D is slow there, see
+        # PointwiseConv3d)
+        self.subsample = (self.impl in ("native", "split", "blockdiag") and self.kernel_size == (1, 1, 1)
+                          and self.padding == (0, 0, 0) and self.stride != (1, 1, 1) and device_target() == "CPU")
+        conv_stride = (1, 1, 1) if self.subsample else self.stride
         if self.impl == "channelwise":
             self.conv = _custom_channelwise(self.stride, self.padding)
             self.geometry = Tensor(np.array(self.stride + self.padding, np.int64))
@@ -416,11 +422,11 @@ class Conv3d(nn.Cell):
                 self.geometry = Tensor(np.array(self.kernel_size + self.stride + self.padding, np.int64))
         elif self.impl == "native":
             self.conv = ops.Conv3D(dim_out, self.kernel_size, mode=1, pad_mode="pad", pad=pad,
-                                   stride=self.stride, group=groups)
+                                   stride=conv_stride, group=groups)
         else:
             out_per_conv = dim_out // groups if self.impl == "split" else dim_out
             self.conv = ops.Conv3D(out_per_conv, self.kernel_size, mode=1, pad_mode="pad", pad=pad,
-                                   stride=self.stride)
+                                   stride=conv_stride)
         if self.impl == "blockdiag" and groups > 1:
             cin_g, cout_g = dim_in // groups, dim_out // groups
             mask = (np.arange(dim_out)[:, None] // cout_g == np.arange(dim_in)[None, :] // cin_g)
@@ -443,6 +449,8 @@ class Conv3d(nn.Cell):
             if self.bias is None:
                 return self.conv(x, self.weight, self.geometry)
             return self.conv_bias(x, self.weight, self.bias, self.geometry)  # bias added in C++
+        if self.subsample:
+            x = x[:, :, ::self.stride[0], ::self.stride[1], ::self.stride[2]]
         if self.impl == "native":
             y = self.conv(x, self.weight)
         elif self.impl == "direct":

@@ -256,7 +256,9 @@ def test_a_few_training_steps_reduce_the_loss(cfg, frames, size, batch, lr):
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((batch, 3, frames, size, size)).astype(np.float32))
     y = Tensor(np.arange(batch, dtype=np.int32) % 4)
-    losses = [float(step(x, y).asnumpy()) for _ in range(5)]
+    # 8 steps: over a 2-clip batch with train-mode BatchNorm the loss can bounce for a step or two
+    # before it settles (ResNeXt-50: 1.30, 1.58, 1.80, 0.02, 0.65, then 0.00)
+    losses = [float(step(x, y).asnumpy()) for _ in range(8)]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0], losses
 

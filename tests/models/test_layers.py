@@ -247,3 +247,26 @@ def test_grouped_auto_rule_per_device(monkeypatch):
         resolve_grouped_impl("dense", dim_in=6, dim_out=6, groups=3, kernel_size=(1, 1, 1))
     with pytest.raises(ValueError, match="not divisible by groups=4"):
         Conv3d(6, 8, 1, groups=4)
+
+
+@pytest.mark.parametrize("impl,groups", [("native", 1), ("split", 2), ("blockdiag", 2)])
+def test_strided_1x1x1_conv3d_on_cpu_is_the_convolution_at_every_strided_position(impl, groups):
+    """ResNet's shortcut B: on CPU the layer slices then runs a stride-1 Conv3D; forward and
+    input gradient against numpy (the gradient is W^T up at the kept positions, zero elsewhere)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(6)
+    conv = Conv3d(4, 6, 1, stride=(2, 2, 3), groups=groups, impl=impl)
+    assert conv.subsample and conv.impl == impl
+    w = conv.weight.asnumpy()[:, :, 0, 0, 0]  # (6, 4 / groups)
+    dense = np.zeros((6, 4))
+    for g in range(groups):
+        co, ci = 6 // groups, 4 // groups
+        dense[g * co:(g + 1) * co, g * ci:(g + 1) * ci] = w[g * co:(g + 1) * co]
+    x = rng.standard_normal((2, 4, 5, 7, 8)).astype(np.float32)
+    kept = x[:, :, ::2, ::2, ::3]
+    up = rng.standard_normal((2, 6) + kept.shape[2:]).astype(np.float32)
+    y, gx, _ = all_grads(conv, Tensor(x), Tensor(up))
+    np.testing.assert_allclose(y, np.einsum("oc,nctuv->notuv", dense, kept), rtol=1e-5, atol=1e-5)
+    expected_gx = np.zeros_like(x)
+    expected_gx[:, :, ::2, ::2, ::3] = np.einsum("oc,notuv->nctuv", dense, up)
+    np.testing.assert_allclose(gx, expected_gx, rtol=1e-5, atol=1e-5)
