@@ -60,6 +60,10 @@ def set_cpu_threads(threads: int = 0) -> int:
         ms.device_context.cpu.op_tuning.threads_num(threads)
     except RuntimeError:  # already set in this process (it may be set once)
         pass
+    # the C++ kernels' workers, unless set: the same share of the cores (their pool reads this at
+    # first use), so two ranks on a 2-core machine do not run four busy kernel threads
+    if not os.environ.get("X3D_KERNEL_THREADS") and not os.environ.get("OMP_NUM_THREADS"):
+        os.environ["X3D_KERNEL_THREADS"] = str(threads)
     return threads
 
 
