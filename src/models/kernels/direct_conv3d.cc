@@ -224,16 +224,6 @@ void grad_weight(const Geo &g, const float *x, const float *dy, float *dw) {
   });
 }
 
-// Both entry points take (x, a 5-D tensor, cfg, a 5-D output), float32; `co_axis` says where the
-// second input holds C_out (the weight's axis 0, the output gradient's axis 1).
-bool read_call(int nparam, int *ndims, int64_t **shapes, const char **dtypes, void **params, int co_axis,
-               Geo *g) {
-  if (nparam != 4 || ndims[0] != 5 || ndims[1] != 5 || ndims[2] != 1 || shapes[2][0] != 9 || ndims[3] != 5)
-    return false;
-  if (!is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[3])) return false;
-  return read_geo(shapes[0], shapes[1][co_axis], static_cast<const int64_t *>(params[2]), g);
-}
-
 bool is_weight_shape(const Geo &g, const int64_t *ws) {
   return ws[0] == g.Co && ws[1] == g.C && ws[2] == g.kT && ws[3] == g.kH && ws[4] == g.kW;
 }
@@ -242,24 +232,36 @@ bool is_output_shape(const Geo &g, const int64_t *ys) {
   return ys[0] == g.N && ys[1] == g.Co && ys[2] == g.To && ys[3] == g.Ho && ys[4] == g.Wo;
 }
 
+// Both entry points take (x, a 5-D tensor, cfg, a 5-D output), float32: the forward (x, w) -> y,
+// the weight gradient (x, dy) -> dw. Checks the call, then runs the one asked for.
+int call(bool grad_w, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 4 || ndims[0] != 5 || ndims[1] != 5 || ndims[2] != 1 || shapes[2][0] != 9 || ndims[3] != 5)
+    return 1;
+  if (!is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[3])) return 1;
+  Geo g;  // C_out: the weight's axis 0, the output gradient's axis 1
+  if (!read_geo(shapes[0], shapes[1][grad_w ? 1 : 0], static_cast<const int64_t *>(params[2]), &g)) return 1;
+  const int64_t *second = shapes[1], *out = shapes[3];
+  if (grad_w ? !(is_output_shape(g, second) && is_weight_shape(g, out))
+             : !(is_weight_shape(g, second) && is_output_shape(g, out)))
+    return 1;
+  const float *x = static_cast<const float *>(params[0]), *in2 = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[3]);
+  if (grad_w) {
+    grad_weight(g, x, in2, y);
+  } else {
+    forward(g, x, in2, y);
+  }
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int X3dDirectConv(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                              void *stream, void *extra) {
-  Geo g;
-  if (!read_call(nparam, ndims, shapes, dtypes, params, 0, &g)) return 1;
-  if (!is_weight_shape(g, shapes[1]) || !is_output_shape(g, shapes[3])) return 1;
-  forward(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-          static_cast<float *>(params[3]));
-  return 0;
+  return call(false, nparam, params, ndims, shapes, dtypes);
 }
 
 extern "C" int X3dDirectConvGradW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                   void *stream, void *extra) {
-  Geo g;
-  if (!read_call(nparam, ndims, shapes, dtypes, params, 1, &g)) return 1;
-  if (!is_output_shape(g, shapes[1]) || !is_weight_shape(g, shapes[3])) return 1;
-  grad_weight(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-              static_cast<float *>(params[3]));
-  return 0;
+  return call(true, nparam, params, ndims, shapes, dtypes);
 }
