@@ -12,7 +12,7 @@ own subprocess (so one runtime's thread pools and memory do not disturb another'
   timed through ``InferenceModel.predict``.
 * ``mindir_fold`` (ours, portable): the same export with the default ``fold`` formulation, the
   file for other machines and backends (no C++ kernels).
-* ``ckpt`` (ours, for reference): the checkpoint through the same loader (C++ channelwise kernels).
+* ``ckpt`` (ours, for reference): the checkpoint through the same loader (C++ kernels).
 * ``onnxruntime``: pytorchvideo's ``create_x3d`` X3D-XS (the reference implementation) exported
   by ``torch.onnx.export`` (dynamic batch), run by onnxruntime's CPU provider with
   ``intra_op_num_threads`` = threads.
