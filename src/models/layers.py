@@ -202,6 +202,33 @@ class Swish(nn.Cell):
         return x * ops.sigmoid(x)
 
 
+def _subsamples(kernel: Triple, stride: Triple, padding: Triple) -> bool:
+    """Whether a convolution runs as a slice (:func:`_strided_positions`) then a stride-1 Conv3D: a
+    strided 1x1x1 one on CPU, where MindSpore's strided Conv3D lands on oneDNN's slow generic
+    path on some CPUs (X3D-XS's four shortcuts took more than half of its batch-8 forward time)."""
+    return (kernel == (1, 1, 1) and padding == (0, 0, 0) and stride != (1, 1, 1)
+            and device_target() == "CPU")
+
+
+@ms.constexpr
+def _pynative() -> bool:
+    """True when run in PyNative mode (a constant, False, when compiled into a graph)."""
+    return ms.get_context("mode") == ms.PYNATIVE_MODE
+
+
+def _strided_positions(x, stride: Triple):
+    """The positions a 1x1x1 convolution with ``stride`` reads: x[:, :, ::sT, ::sH, ::sW]. In
+    PyNative mode as one Gather per strided axis: there the stepped slice's gradient
+    (StridedSliceGrad) fails; in a graph the slice is kept (its forward + backward measured
+    about 18x faster than the Gathers')."""
+    if _pynative():
+        for i in range(3):
+            if stride[i] > 1:
+                x = ops.gather(x, ops.arange(0, x.shape[2 + i], stride[i]), 2 + i)
+        return x
+    return x[:, :, ::stride[0], ::stride[1], ::stride[2]]
+
+
 class PointwiseConv3d(nn.Cell):
     """1x1x1 Conv3d, weight (C_out, C_in, 1, 1, 1), optional bias (C_out,).
 
@@ -213,10 +240,8 @@ class PointwiseConv3d(nn.Cell):
     output. As separate ops each of those reads and writes the whole activation again.
     ``set_bias`` lets ``fold_batchnorm`` give the layer a bias after construction.
 
-    A strided 1x1x1 convolution is the stride-1 one on every s-th position; on CPU the layer
-    takes those positions first (the C++ kernel reads them itself): MindSpore's strided Conv3D
-    lands on oneDNN's slow generic path on some CPUs (X3D-XS's four shortcut convolutions took
-    more than half of its batch-8 forward time).
+    A strided layer on CPU takes every s-th position first (:func:`_subsamples`; the C++ kernel
+    reads them itself).
     """
 
     def __init__(self, dim_in: int, dim_out: int, *, stride: IntOr3 = 1, has_bias: bool = False,
@@ -226,7 +251,7 @@ class PointwiseConv3d(nn.Cell):
         self.stride = _triple(stride)
         self.weight = Parameter(kaiming_fan_out((dim_out, dim_in, 1, 1, 1)), name="weight")
         self.bias = Parameter(initializer("zeros", (dim_out,), ms.float32), name="bias") if has_bias else None
-        self.subsample = self.stride != (1, 1, 1) and device_target() == "CPU"
+        self.subsample = _subsamples((1, 1, 1), self.stride, (0, 0, 0))
         self.conv = ops.Conv3D(dim_out, 1, mode=1, pad_mode="valid",
                                stride=1 if self.subsample else self.stride)
         self.relu = ops.ReLU()
@@ -278,7 +303,7 @@ class PointwiseConv3d(nn.Cell):
         if swish_input:
             x = x * ops.sigmoid(x)
         if self.subsample:
-            x = x[:, :, ::self.stride[0], ::self.stride[1], ::self.stride[2]]
+            x = _strided_positions(x, self.stride)
         y = self.conv(x, self.weight)
         if self.bias is not None:
             y = ops.bias_add(y, self.bias)
@@ -305,7 +330,7 @@ def _custom_pointwise(stride: Triple, epilogue: int, prologue: int) -> ops.Custo
         return [xs[0], ws[0]] + [(xs[2 + i] - 1) // stride[i] + 1 for i in range(3)]
 
     def bprop(x, w, b, r, s, cfg, out, dout):
-        xs = x[:, :, ::stride[0], ::stride[1], ::stride[2]] if strided else x
+        xs = _strided_positions(x, stride) if strided else x
         v = xs * s if prologue == 2 else xs
         sig = ops.sigmoid(v)
         u = v * sig if prologue else v
@@ -402,11 +427,9 @@ class Conv3d(nn.Cell):
                                   name="bias")
         pt, ph, pw = self.padding
         pad = (pt, pt, ph, ph, pw, pw)
-        # a strided 1x1x1 convolution (ResNet's shortcut B) is the stride-1 one on every s-th
-        # position: on CPU take those first (MindSpore's strided Conv3D is slow there, see
-        # PointwiseConv3d)
-        self.subsample = (self.impl in ("native", "split", "blockdiag") and self.kernel_size == (1, 1, 1)
-                          and self.padding == (0, 0, 0) and self.stride != (1, 1, 1) and device_target() == "CPU")
+        # a strided 1x1x1 convolution (ResNet's shortcut B): on CPU a slice, then stride 1
+        self.subsample = (self.impl in ("native", "split", "blockdiag")
+                          and _subsamples(self.kernel_size, self.stride, self.padding))
         conv_stride = (1, 1, 1) if self.subsample else self.stride
         if self.impl == "channelwise":
             self.conv = _custom_channelwise(self.stride, self.padding)
@@ -450,7 +473,7 @@ class Conv3d(nn.Cell):
                 return self.conv(x, self.weight, self.geometry)
             return self.conv_bias(x, self.weight, self.bias, self.geometry)  # bias added in C++
         if self.subsample:
-            x = x[:, :, ::self.stride[0], ::self.stride[1], ::self.stride[2]]
+            x = _strided_positions(x, self.stride)
         if self.impl == "native":
             y = self.conv(x, self.weight)
         elif self.impl == "direct":

@@ -239,9 +239,10 @@ def test_pointwise_kernel_matches_its_definition(mode, shape, dim_out, stride, r
 
 
 @needs_pointwise
-def test_pointwise_kernel_serves_inference_only_training_keeps_the_native_gradients():
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_pointwise_kernel_serves_inference_only_training_keeps_the_native_gradients(mode):
     """In training mode (and without a bias) the layer is Conv3D: gradients flow as before."""
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=mode)
     rng = np.random.default_rng(4)
     custom = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="custom")
     native = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="native")

@@ -109,6 +109,7 @@ def test_bad_input_shapes_are_rejected():
 
 
 def test_graph_mode_training_step_lowers_the_loss_on_a_repeated_batch():
+    ms.set_context(mode=ms.GRAPH_MODE)  # another module's test may have left PyNative mode set
     ms.set_seed(0)
     net = model_from_yaml("x3d_xs", "model.num_classes=4", "model.crop_size=32", "model.width_factor=0.5",
                           "model.depth_factor=0.5", "model.head_dim=32", "model.dropout_rate=0.0")
