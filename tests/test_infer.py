@@ -63,8 +63,10 @@ def test_clips_follow_frames_times_rate_over_whole_video():
     assert (np.diff(starts) > 0).all()
     assert starts[0] < 100 and clips[-1, -1] > 200  # spread over the whole video, not its head
     assert clips.min() >= 0 and clips.max() <= 299
-    single = plan_clips(300, 4, 5, 1)[0]  # one clip = the centre clip
-    assert abs((single[0] + single[-1]) / 2 - 149.5) <= 1
+    # one clip: SlowFast's default starts at delta * 0 / 1 = 0; its offset variant centres it at
+    # floor(delta / 2) = 140 (get_start_end_idx with use_offset)
+    assert plan_clips(300, 4, 5, 1).tolist() == [slowfast_clip(0, 20, 4, 300)]
+    assert plan_clips(300, 4, 5, 1, offset_sampling=True).tolist() == [slowfast_clip(140, 20, 4, 300)]
 
 
 def test_clips_of_short_video_are_clamped():

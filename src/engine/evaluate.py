@@ -1,4 +1,4 @@
-"""Running a network over an eval loader: per-view scores -> per-video scores -> metrics."""
+"""Running a network over an eval loader: per-view probabilities -> per-video means -> metrics."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -6,12 +6,15 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from mindspore import Tensor, nn
 
-from .inference import run_fixed_batch
+from .inference import as_probabilities, run_fixed_batch
 from .metrics import ViewAggregator, classification_metrics
 
 
-def score_loader(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str = "eval") -> ViewAggregator:
-    """Eval-mode scores of every view of ``loader`` (columns video, label, video_idx, view_idx).
+def score_loader(net: nn.Cell, loader: Any, *, eval_output: str, progress: bool = False,
+                 desc: str = "eval") -> ViewAggregator:
+    """Class probabilities of every view of ``loader`` (columns video, label, video_idx,
+    view_idx), averaged per video. ``eval_output`` says what ``net`` returns (the model record's:
+    logits get a softmax per view, :func:`~src.engine.inference.as_probabilities`).
 
     The last, smaller batch is padded (``run_fixed_batch``) so graph mode compiles one shape.
     """
@@ -20,7 +23,7 @@ def score_loader(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str
     batches = loader.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
     bar = _bar(loader.steps_per_epoch, desc) if progress else None
     for video, label, video_idx, _view in batches:
-        agg.add(run_fixed_batch(net, video, loader.batch_size), video_idx, label)
+        agg.add(as_probabilities(run_fixed_batch(net, video, loader.batch_size), eval_output), video_idx, label)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -30,8 +33,8 @@ def score_loader(net: nn.Cell, loader: Any, *, progress: bool = False, desc: str
 
 def evaluate(net: nn.Cell, loader: Any, *, class_names: Optional[Sequence[str]] = None,
              progress: bool = False, desc: str = "eval") -> Dict[str, Any]:
-    """top-1/top-5/mean class accuracy (and more) of ``net`` on ``loader``'s videos."""
-    agg = score_loader(net, loader, progress=progress, desc=desc)
+    """top-1/top-5/mean class accuracy (and more) of ``net`` (a zoo model) on ``loader``'s videos."""
+    agg = score_loader(net, loader, eval_output=net.eval_output, progress=progress, desc=desc)
     _, scores, labels = agg.result()
     return classification_metrics(scores, labels, loader.num_classes, class_names or loader.class_names)
 

@@ -2,12 +2,19 @@
 
     model = load_inference_model(cfg, ckpt="best.ckpt")          # build, load once, eval, fold BN
     model = load_inference_model(cfg, mindir="x3d_xs.mindir")    # or an exported graph
-    probs = model.predict(views)                                 # (V, classes), fixed-size batches
+    probs = model.predict(views)                                 # (V, classes) probabilities
 
 A checkpoint is read once (weights and metadata: class names, training config). ``fold_bn``
 folds every BatchNorm into the convolution before it (same scores, fewer ops; see
 ``src/models/fold.py``). ``layer_impls`` picks layer formulations before the network is built
 (the exporter asks for portable ones: an AOT ``ops.Custom`` kernel cannot live in a MINDIR/ONNX).
+
+One output contract: a network's eval-mode output is what its model record's ``eval_output``
+says (X3D: probabilities; Efficient-3DCNNs: logits). :func:`as_probabilities` turns each view's
+output into class probabilities (a softmax per view for logits), so everything that shows or
+combines scores (multi-view and video-level averages, top-k, timelines, streams) works on
+per-view probabilities for every family: X3D's views are averaged as SlowFast averages them,
+the Efficient-3DCNNs views as their ``test.py`` does (softmax per clip, then the mean).
 """
 from __future__ import annotations
 
@@ -35,21 +42,39 @@ class InferenceModel:
     batch_size: int = 1                   # fixed batch of predict() (one graph compilation)
     class_names: Optional[List[str]] = None  # the checkpoint's label map, when it has one
     meta: Dict[str, Any] = field(default_factory=dict)
-    record: Any = None                    # the model's PretrainedCfg (checkpoint only)
-
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
-        return run_fixed_batch(self.net, clips, len(clips))
+    eval_output: str = "probabilities"    # what the network returns: "probabilities" | "logits"
 
     def predict(self, views: np.ndarray) -> np.ndarray:
-        """(V, num_classes) eval-mode outputs of (V, C, T, H, W) float32 views, in batches of
-        ``batch_size`` (the last one padded), as float64."""
+        """(V, num_classes) class probabilities (float64) of (V, C, T, H, W) float32 views, one
+        per view, in batches of ``batch_size`` (the last one padded)."""
         out = []
         for i in range(0, len(views), self.batch_size):
-            probs = run_fixed_batch(self.net, views[i:i + self.batch_size], self.batch_size)
-            if probs.ndim != 2 or probs.shape[1] != self.num_classes:
-                raise UserError(f"{self.weights}: model output shape {probs.shape}, expected (N, {self.num_classes})")
-            out.append(probs)
-        return np.concatenate(out).astype(np.float64)
+            scores = run_fixed_batch(self.net, views[i:i + self.batch_size], self.batch_size)
+            if scores.ndim != 2 or scores.shape[1] != self.num_classes:
+                raise UserError(f"{self.weights}: model output shape {scores.shape}, expected (N, {self.num_classes})")
+            out.append(as_probabilities(scores, self.eval_output))
+        return np.concatenate(out)
+
+
+def as_probabilities(scores: np.ndarray, eval_output: str) -> np.ndarray:
+    """Per-row class probabilities (float64) of eval-mode network outputs: a softmax over the
+    last axis for ``"logits"``, the values as they are for ``"probabilities"``."""
+    scores = np.asarray(scores, np.float64)
+    if eval_output == "probabilities":
+        return scores
+    if eval_output != "logits":
+        raise ValueError(f"eval_output must be 'probabilities' or 'logits', got {eval_output!r}")
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def eval_output_of(model_cfg: Any) -> str:
+    """The ``eval_output`` of a config's model section (from its record; nothing is built)."""
+    from ..config import to_dict
+    from ..models import resolve_pretrained_cfg
+    model = to_dict(model_cfg)
+    return resolve_pretrained_cfg(model["type"], model).eval_output
 
 
 def run_fixed_batch(net: Any, video: np.ndarray, batch_size: int) -> np.ndarray:
@@ -114,12 +139,13 @@ def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Option
         except Exception as e:  # MindSpore raises RuntimeError/ValueError with long texts
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{mindir}: not a loadable MINDIR graph ({first})") from None
-        return InferenceModel(net=net, weights=mindir, kind="mindir", num_classes=num_classes, batch_size=bs)
+        return InferenceModel(net=net, weights=mindir, kind="mindir", num_classes=num_classes, batch_size=bs,
+                              eval_output=eval_output_of(cfg["model"]))
     params, meta = read_checkpoint(ckpt)
     net = build_eval_net(cfg["model"], params, source=ckpt, fold_bn=fold, impls=impls)
     return InferenceModel(net=net, weights=ckpt, kind="checkpoint", num_classes=num_classes, batch_size=bs,
                           class_names=list(meta.get("class_names") or []) or None, meta=meta,
-                          record=getattr(net, "pretrained_cfg", None))
+                          eval_output=net.eval_output)
 
 
 def topk(probs: np.ndarray, k: int, class_names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -128,4 +154,5 @@ def topk(probs: np.ndarray, k: int, class_names: Sequence[str]) -> List[Dict[str
     return [{"label": int(i), "name": class_names[i], "prob": float(probs[i])} for i in order]
 
 
-__all__ = ["InferenceModel", "load_inference_model", "build_eval_net", "run_fixed_batch", "layer_impls", "topk"]
+__all__ = ["InferenceModel", "load_inference_model", "build_eval_net", "run_fixed_batch", "layer_impls", "topk",
+           "as_probabilities", "eval_output_of"]

@@ -1,8 +1,9 @@
 """Multi-view score aggregation and classification metrics.
 
-The network's eval-mode output is already a probability vector per view (softmax in the head),
-so views are combined by averaging those vectors per video, as SlowFast's 30-view test does. No
-second softmax is applied here.
+Scores arrive as one probability vector per view (the network's output made probabilities by
+:func:`src.engine.inference.as_probabilities`), and views are combined by averaging those vectors
+per video: SlowFast's 30-view test for X3D, the Efficient-3DCNNs ``test.py`` rule (softmax per
+clip, then the mean) for the others. No softmax is applied here.
 """
 from __future__ import annotations
 

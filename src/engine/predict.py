@@ -2,9 +2,10 @@
 
 A video is scored as the evaluation does it: ``infer.num_clips`` clips of the model's own
 ``num_frames`` x ``sampling_rate`` spread uniformly over the whole video, each cut into
-``infer.num_crops`` spatial crops; the class probabilities of all views are averaged. The network
-(checkpoint in eval mode, or an exported MINDIR) already returns probabilities, so no softmax is
-applied here. An optional timeline scores sliding windows (``infer.num_clips`` clips each) in one
+``infer.num_crops`` spatial crops; the class probabilities of all views are averaged. Each view's
+probabilities come from :meth:`~src.engine.inference.InferenceModel.predict` (a softmax per view
+for networks whose eval output is logits, as the Efficient-3DCNNs reference tests; X3D's head
+already returns them), checkpoint or exported MINDIR alike. An optional timeline scores sliding windows (``infer.num_clips`` clips each) in one
 pass over the video, and :meth:`VideoPredictor.stream` does the same for live sources (both in
 :mod:`src.engine.stream`).
 """
@@ -29,18 +30,22 @@ KINETICS400_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 # ----------------------------------------------------------------------------- clip planning
 def plan_clips(video_frames: int, num_frames: int, sampling_rate: float, num_clips: int,
-               fps: Optional[float] = None, target_fps: Optional[float] = None) -> np.ndarray:
-    """(num_clips, num_frames) frame indices: ``num_clips`` clips spread over the whole video.
+               fps: Optional[float] = None, target_fps: Optional[float] = None,
+               offset_sampling: bool = False) -> np.ndarray:
+    """(num_clips, num_frames) frame indices: ``num_clips`` clips spread over the whole video,
+    placed as the evaluation places them (:func:`~src.data.sampling.eval_clip_start`: SlowFast's
+    ``delta * i / N``, one clip at the start; ``offset_sampling``: its offset variant, one clip
+    centred), so inference matches evaluation.
 
     Each clip spans ``(num_frames - 1) * step + 1`` frames; indices of a video shorter than
-    that are clamped to its last frame (the eval sampling, so inference matches evaluation).
+    that are clamped to its last frame.
     """
     if video_frames <= 0:
         raise ValueError(f"video has no frames ({video_frames})")
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    return np.stack([eval_clip_indices(video_frames, num_frames, sampling_rate, num_clips, k, fps, target_fps)
-                     for k in range(num_clips)])
+    return np.stack([eval_clip_indices(video_frames, num_frames, sampling_rate, num_clips, k, fps, target_fps,
+                                       offset_sampling=offset_sampling) for k in range(num_clips)])
 
 
 def plan_windows(video_frames: int, fps: float, window_seconds: float, num_frames: int,
@@ -108,6 +113,7 @@ class VideoPredictor:
         self.num_frames = int(ds.num_frames)
         self.sampling_rate = float(ds.sampling_rate)
         self.target_fps = ds.get("target_fps")
+        self.offset_sampling = bool(ds.get("offset_sampling", False))  # the evaluation's clip placement
         self.num_clips = int(cfg.infer.num_clips)
         self.num_crops = int(cfg.infer.num_crops)
         self.crop_size = int(cfg.infer.crop_size)
@@ -141,7 +147,8 @@ class VideoPredictor:
                                         return_frames=return_frames)
         with VideoReader(path, self.backend) as vr:
             n, fps = vr.num_frames, vr.fps
-            clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps)
+            clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
+                           self.offset_sampling)
             wanted = np.unique(clips.reshape(-1))
             decoded = vr.get_frames(wanted)
         lookup = {int(f): i for i, f in enumerate(wanted)}
@@ -185,7 +192,8 @@ class VideoPredictor:
             n, fps = vr.num_frames, vr.fps
         if fps <= 0:
             raise VideoDecodeError(path, "unknown frame rate: cannot place timeline windows")
-        clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps)
+        clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
+                           self.offset_sampling)
         _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1))
         timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
         try:

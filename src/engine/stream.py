@@ -18,7 +18,8 @@ emitted while they fit in the video, plus one last window cut at the end of the 
 remain uncovered
 (a video shorter than one window gives one window). Each window holds ``num_clips`` clips of the
 model (sampling from :mod:`src.data.sampling`: ``clip_size`` source frames, ``clip_at``); clip
-``i`` starts at ``eval_clip_start`` within the window, and a window shorter than one clip takes
+``i`` starts at ``window_clip_start`` within the window (one clip: centred; several: spread as
+the test views), and a window shorter than one clip takes
 the clip that ENDS at the window's last frame (earlier frames, never later ones: a live source
 has no future). So the clips of a window depend only on frames before its end, and a file and
 the same bytes from a pipe give the same windows.
@@ -61,6 +62,15 @@ class Window:
     clips: np.ndarray  # (num_clips, T) source frame indices, all < end
 
 
+def window_clip_start(length: int, size: float, num_clips: int, clip_idx: int) -> float:
+    """Start of clip ``clip_idx`` within a window of ``length >= size`` frames: one clip is
+    centred (a timeline labels the window by its middle), several are spread as the test views
+    (``delta * i / N``, :func:`~src.data.sampling.eval_clip_start`)."""
+    if num_clips == 1:
+        return max(length - size, 0.0) / 2.0
+    return eval_clip_start(length, size, num_clips, clip_idx)
+
+
 class WindowPlan:
     """Windows of ``window_s`` seconds every ``stride_s`` seconds at ``fps``; see the module doc."""
 
@@ -94,7 +104,7 @@ class WindowPlan:
         out = []
         for i in range(self.num_clips):
             if length >= self.size:
-                start = first + eval_clip_start(length, self.size, self.num_clips, i)
+                start = first + window_clip_start(length, self.size, self.num_clips, i)
             else:  # shorter than a clip: the clip that ends at the window's last frame
                 start = max(end - self.size, 0.0)
             out.append(clip_at(start, self.size, self.num_frames, end))

@@ -5,19 +5,22 @@ A model is an ``nn.Cell`` subclass of :class:`VideoClassifier`::
     clip (N, C, T, H, W)
       -> forward_features(x)   backbone features (model-specific shape)
       -> forward_head(x)       (N, num_classes) logits in training; in eval mode whatever the
-                               reference returns (X3D: softmax per position, averaged)
+                               reference returns (X3D: softmax per position, averaged;
+                               Efficient-3DCNNs: logits), named by ``eval_output``
 
 plus ``get_classifier()`` / ``reset_classifier(num_classes)``, ``trainable_for(finetune)`` and
 ``train_mode(finetune)`` (the model owns its freezing, like mmaction2's ``frozen_stages``), and
 ``flops(shape)`` (multiply-adds of one clip). Each registered variant carries a
 :class:`PretrainedCfg` (``net.pretrained_cfg``): the clip geometry and input convention its
-weights expect. The engine, tools and entry points use only this contract, never a model's
-internal attribute names.
+weights expect, and ``eval_output``: what the eval-mode output is (``"probabilities"`` or
+``"logits"``). The engine turns every view's output into probabilities with
+:func:`src.engine.inference.as_probabilities` before showing or combining scores. The engine,
+tools and entry points use only this contract, never a model's internal attribute names.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mindspore import Parameter, nn
 
@@ -25,6 +28,7 @@ from ..errors import UserError
 from ..registry import MODELS
 
 FINETUNE_MODES = ("complete", "last_layer")
+EVAL_OUTPUTS = ("probabilities", "logits")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class PretrainedCfg:
     normalised: X3D) or 255.0 (raw 0..255 values minus a mean: the Efficient-3DCNNs weights).
     ``channel_order`` is ``"RGB"`` or ``"BGR"`` (OpenCV-decoded training frames).
     ``target_fps``: frame rate that ``sampling_rate`` refers to (None: source frames as they are).
+    ``eval_output``: what the network returns in eval mode, ``"probabilities"`` (a softmax in the
+    head, as SlowFast's X3D) or ``"logits"`` (the Efficient-3DCNNs models; their reference test
+    applies a softmax per clip).
     """
     num_classes: int
     num_frames: int
@@ -48,6 +55,7 @@ class PretrainedCfg:
     channel_order: str = "RGB"
     target_fps: Optional[float] = None
     train_jitter: Optional[Tuple[int, int]] = None  # RandomShortSideScale (min, max) of the recipe
+    eval_output: str = "logits"         # "probabilities" | "logits" (see EVAL_OUTPUTS)
     dataset: str = ""                   # what the published weights were trained on
     paper: str = ""
 
@@ -60,6 +68,10 @@ class PretrainedCfg:
 
     def replace(self, **changes: Any) -> "PretrainedCfg":
         return replace(self, **changes)
+
+    def __post_init__(self) -> None:
+        if self.eval_output not in EVAL_OUTPUTS:
+            raise ValueError(f"eval_output must be one of {EVAL_OUTPUTS}, got {self.eval_output!r}")
 
 
 class VideoClassifier(nn.Cell):
@@ -93,6 +105,11 @@ class VideoClassifier(nn.Cell):
     @property
     def num_classes(self) -> int:
         return int(self._num_classes)
+
+    @property
+    def eval_output(self) -> str:
+        """``"probabilities"`` or ``"logits"``: what this network returns in eval mode."""
+        return self.pretrained_cfg.eval_output
 
     # -- freezing (the model owns it)
     def trainable_for(self, finetune: str = "complete") -> List[Parameter]:
@@ -129,17 +146,21 @@ class VideoClassifier(nn.Cell):
 
 # ----------------------------------------------------------------------------- registration
 PRETRAINED_CFGS: Dict[str, PretrainedCfg] = {}
+RECORD_UPDATES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {}
 GEOMETRY_KEYS = ("num_classes", "num_frames", "crop_size")  # model kwargs that change the record
 
 
-def register_model(cfg: PretrainedCfg, *, signature_of: Optional[Any] = None):
+def register_model(cfg: PretrainedCfg, *, signature_of: Optional[Any] = None,
+                   record_updates: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None):
     """Register a variant builder under its function name, with its default record::
 
         @register_model(PretrainedCfg(num_classes=400, num_frames=4, ...), signature_of=create_x3d)
         def x3d_xs(**kwargs) -> X3D: ...
 
     ``signature_of``: a ``**kwargs`` variant takes the keyword arguments of this builder, so
-    unknown config keys are rejected by name before anything is built.
+    unknown config keys are rejected by name before anything is built. ``record_updates(kwargs)``:
+    record fields that a builder argument changes (e.g. X3D's ``head_activation="none"`` makes
+    the eval output logits).
     """
     def deco(fn):
         if signature_of is not None:
@@ -147,6 +168,8 @@ def register_model(cfg: PretrainedCfg, *, signature_of: Optional[Any] = None):
             fn.__signature__ = inspect.signature(signature_of)
         MODELS.register(fn.__name__, fn)
         PRETRAINED_CFGS[fn.__name__] = cfg
+        if record_updates is not None:
+            RECORD_UPDATES[fn.__name__] = record_updates
         return fn
     return deco
 
@@ -158,7 +181,10 @@ def resolve_pretrained_cfg(name: str, model_kwargs: Optional[Dict[str, Any]] = N
     cfg = PRETRAINED_CFGS.get(name)
     if cfg is None:
         raise UserError(f"model '{name}' has no default record; register it with @register_model")
-    changes = {k: (model_kwargs or {})[k] for k in GEOMETRY_KEYS if (model_kwargs or {}).get(k) is not None}
+    kwargs = dict(model_kwargs or {})
+    changes = {k: kwargs[k] for k in GEOMETRY_KEYS if kwargs.get(k) is not None}
+    if name in RECORD_UPDATES:
+        changes.update(RECORD_UPDATES[name](kwargs))
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -190,5 +216,5 @@ def count_params(net: nn.Cell) -> int:
     return int(sum(p.size for p in net.trainable_params()))
 
 
-__all__ = ["PretrainedCfg", "VideoClassifier", "count_params", "check_finetune", "FINETUNE_MODES",
+__all__ = ["PretrainedCfg", "VideoClassifier", "count_params", "check_finetune", "FINETUNE_MODES", "EVAL_OUTPUTS",
            "register_model", "resolve_pretrained_cfg", "attach_pretrained_cfg", "PRETRAINED_CFGS"]

@@ -386,7 +386,7 @@ def _k400(num_frames: int, sampling_rate: int, crop: int, test: int, jitter_max:
                          test_short_side=test, test_crop_size=test, train_jitter=(test, jitter_max),
                          mean=(0.45, 0.45, 0.45),
                          std=(0.225, 0.225, 0.225), value_range=1.0, channel_order="RGB",
-                         dataset="kinetics400", paper="Feichtenhofer, X3D, CVPR 2020")
+                         eval_output="probabilities", dataset="kinetics400", paper="Feichtenhofer, X3D, CVPR 2020")
 
 
 # What each variant passes to create_x3d (any of it overridable from the config's model section).
@@ -398,35 +398,40 @@ VARIANT_ARGS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def _head_output(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The record's eval output follows ``head_activation`` (``"none"``: logits)."""
+    return {"eval_output": "logits"} if kwargs.get("head_activation") == "none" else {}
+
+
 def _build(name: str, kwargs: Dict[str, Any]) -> X3D:
     return attach_pretrained_cfg(create_x3d(**{**VARIANT_ARGS[name], **kwargs}), name, kwargs)
 
 
-@register_model(_k400(4, 12, 160, 182, 228), signature_of=create_x3d)
+@register_model(_k400(4, 12, 160, 182, 228), signature_of=create_x3d, record_updates=_head_output)
 def x3d_xs(**kwargs: Any) -> X3D:
     """X3D-XS: 4 x 160^2 clips, depth factor 2.2 (0.63 GFLOPs, 3.79 M parameters)."""
     return _build("x3d_xs", kwargs)
 
 
-@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d)
+@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d, record_updates=_head_output)
 def x3d_s(**kwargs: Any) -> X3D:
     """X3D-S: 13 x 160^2 clips, depth factor 2.2 (2.03 GFLOPs, 3.79 M parameters)."""
     return _build("x3d_s", kwargs)
 
 
-@register_model(_k400(16, 5, 224, 256, 320), signature_of=create_x3d)
+@register_model(_k400(16, 5, 224, 256, 320), signature_of=create_x3d, record_updates=_head_output)
 def x3d_m(**kwargs: Any) -> X3D:
     """X3D-M: 16 x 224^2 clips, depth factor 2.2 (4.90 GFLOPs, 3.79 M parameters)."""
     return _build("x3d_m", kwargs)
 
 
-@register_model(_k400(16, 5, 312, 356, 446), signature_of=create_x3d)
+@register_model(_k400(16, 5, 312, 356, 446), signature_of=create_x3d, record_updates=_head_output)
 def x3d_l(**kwargs: Any) -> X3D:
     """X3D-L: 16 x 312^2 clips, depth factor 5.0 (18.93 GFLOPs, 6.15 M parameters)."""
     return _build("x3d_l", kwargs)
 
 
-@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d)
+@register_model(_k400(13, 6, 160, 182, 228), signature_of=create_x3d, record_updates=_head_output)
 def x3d(**kwargs: Any) -> X3D:
     """X3D from its expansion factors (``create_x3d``; its defaults, and this record, are X3D-S's)."""
     return attach_pretrained_cfg(create_x3d(**kwargs), "x3d", kwargs)
