@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from . import ConfigError
 
-TRAIN_CROP_OPS = ("RandomCrop", "CenterCrop", "RandomResizedCrop", "MultiScaleCornerCrop")
+TRAIN_CROP_OPS = ("RandomCrop", "CenterCrop", "RandomResizedCrop", "MultiScaleCornerCrop", "MultiScaleRandomCrop")
 
 
 class GeometryError(ConfigError):

@@ -197,20 +197,29 @@ class ChannelOrder:
         return np.ascontiguousarray(clip[..., ::-1]) if self.order == "BGR" else clip
 
 
+MULTI_SCALES = (1.0, 2 ** -0.25, 2 ** -0.5, 2 ** -0.75, 0.5)  # the reference's 5 scales, step 2^(-1/4)
+
+
+def _check_scales(scales: Sequence[float], name: str) -> List[float]:
+    out = [float(s) for s in scales]
+    if not out or any(not 0 < s <= 1 for s in out):
+        raise ValueError(f"{name}: 'scales' must be in (0, 1], got {scales!r}")
+    return out
+
+
 @TRANSFORMS.register("MultiScaleCornerCrop")
 class MultiScaleCornerCrop:
-    """The Efficient-3DCNNs train crop: per clip, a scale from ``scales`` and a position from
-    ``positions`` (c, tl, tr, bl, br) are drawn uniformly; the square of side
-    ``int(short_side * scale)`` at that position is cut and resized (bilinear) to ``size``."""
+    """The Efficient-3DCNNs ``corner`` train crop (their ``opts.py`` default): per clip, a scale from
+    ``scales`` and a position from ``positions`` (c, tl, tr, bl, br) are drawn uniformly; the
+    square of side ``int(short_side * scale)`` at that position is cut and resized (bilinear) to
+    ``size``."""
 
-    SCALES = (1.0, 2 ** -0.25, 2 ** -0.5, 2 ** -0.75, 0.5)  # scale step 2^(-1/4), 5 scales
+    SCALES = MULTI_SCALES
 
-    def __init__(self, size: int, scales: Sequence[float] = SCALES,
+    def __init__(self, size: int, scales: Sequence[float] = MULTI_SCALES,
                  positions: Sequence[str] = ("c", "tl", "tr", "bl", "br")) -> None:
         self.size = _positive_int(size, "MultiScaleCornerCrop", "size")
-        self.scales = [float(s) for s in scales]
-        if not self.scales or any(not 0 < s <= 1 for s in self.scales):
-            raise ValueError(f"MultiScaleCornerCrop: 'scales' must be in (0, 1], got {scales!r}")
+        self.scales = _check_scales(scales, "MultiScaleCornerCrop")
         bad = [p for p in positions if p not in ("c", "tl", "tr", "bl", "br")]
         if bad or not positions:
             raise ValueError(f"MultiScaleCornerCrop: 'positions' must be among c, tl, tr, bl, br, got {positions!r}")
@@ -232,6 +241,34 @@ class MultiScaleCornerCrop:
         position = self.positions[int(rng.integers(len(self.positions)))]
         top, left, side = self.box(clip.shape[1], clip.shape[2], scale, position)
         return resize_clip(clip[:, top:top + side, left:left + side], self.size, self.size)
+
+
+@TRANSFORMS.register("MultiScaleRandomCrop")
+class MultiScaleRandomCrop:
+    """The Efficient-3DCNNs ``random`` train crop (``--train_crop random``, the one their README
+    and run scripts train with): per clip a scale drawn uniformly from ``scales`` and a uniform
+    top-left corner ``(u, v)`` in [0, 1); the square of side ``s = int(short_side * scale)`` whose
+    box is ``(u (W - s), v (H - s))`` to that plus ``s``, each coordinate rounded to the nearest
+    pixel as PIL's ``crop`` rounds it, resized (bilinear) to ``size``."""
+
+    def __init__(self, size: int, scales: Sequence[float] = MULTI_SCALES) -> None:
+        self.size = _positive_int(size, "MultiScaleRandomCrop", "size")
+        self.scales = _check_scales(scales, "MultiScaleRandomCrop")
+
+    @staticmethod
+    def box(height: int, width: int, scale: float, u: float, v: float):
+        """(top, bottom, left, right) of the crop in a (height, width) frame."""
+        side = int(min(height, width) * scale)
+        x, y = u * (width - side), v * (height - side)
+        return round(y), round(y + side), round(x), round(x + side)
+
+    def __call__(self, clip: np.ndarray, *, crop_index: int = 0, rng=None) -> np.ndarray:
+        _check_clip(clip, "MultiScaleRandomCrop")
+        rng = rng if rng is not None else np.random.default_rng()
+        scale = self.scales[int(rng.integers(len(self.scales)))]
+        u, v = float(rng.random()), float(rng.random())
+        top, bottom, left, right = self.box(clip.shape[1], clip.shape[2], scale, u, v)
+        return resize_clip(clip[:, top:bottom, left:right], self.size, self.size)
 
 
 @TRANSFORMS.register("Normalize")

@@ -65,13 +65,21 @@ def constant(*, base_lr: float, epochs: int, steps_per_epoch: int, global_batch_
 
 @LR_SCHEDULES.register("multistep")
 def multistep(*, base_lr: float, epochs: int, steps_per_epoch: int, milestones: Sequence[float] = (),
-              gamma: float = 0.1, global_batch_size: int = 1, reference_batch_size: Optional[int] = None,
-              warmup_epochs: float = 0.0, warmup_start_lr: float = 0.0) -> np.ndarray:
-    """``base_lr * gamma ** k`` after the k-th milestone epoch, optionally after a linear warmup."""
+              gamma: float = 0.1, first_epoch: int = 0, global_batch_size: int = 1,
+              reference_batch_size: Optional[int] = None, warmup_epochs: float = 0.0,
+              warmup_start_lr: float = 0.0) -> np.ndarray:
+    """``base_lr * gamma ** k`` in epochs at or past the k-th milestone, optionally after a linear
+    warmup. ``first_epoch`` is the number the milestones give the first epoch: 0 as PyTorch's
+    ``MultiStepLR`` and mindcv (milestone m: the rate drops after m epochs), 1 as the
+    Efficient-3DCNNs reference's ``adjust_learning_rate`` (epoch m, counted from 1, is the first
+    at the lower rate: the drop comes after m - 1 epochs)."""
+    if first_epoch not in (0, 1):
+        raise ValueError(f"learning_rate.first_epoch: expected 0 or 1, got {first_epoch!r}")
     lr0 = scaled_lr(base_lr, global_batch_size, reference_batch_size)
     warmup_start_lr = scaled_lr(warmup_start_lr, global_batch_size, reference_batch_size)
     t = _steps(epochs, steps_per_epoch) / steps_per_epoch
-    k = np.searchsorted(np.asarray(sorted(milestones), np.float64), t, side="right")
+    epoch_number = np.floor(t + 1e-9) + first_epoch  # the number of the epoch each step is in
+    k = np.searchsorted(np.asarray(sorted(milestones), np.float64), epoch_number, side="right")
     lr = lr0 * np.power(gamma, k)
     if warmup_epochs > 0:
         lr = np.where(t < warmup_epochs, warmup_start_lr + (lr[0] - warmup_start_lr) * t / warmup_epochs, lr)

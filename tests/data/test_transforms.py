@@ -144,6 +144,52 @@ def test_multiscale_corner_crop_boxes_by_hand():
     assert out.shape == (2, 112, 112, 3) and out.min() == 255
 
 
+def reference_multiscale_random_crop(frames, scales, size, rng):
+    """The Efficient-3DCNNs MultiScaleRandomCrop, from its definition: one scale and one uniform
+    top-left (tl_x, tl_y) per clip; crop_size = int(min(w, h) * scale); PIL crops the box
+    (tl_x (w - s), tl_y (h - s), + s) (PIL rounds its coordinates) and resizes it bilinearly."""
+    from PIL import Image
+    scale = scales[int(rng.integers(len(scales)))]
+    tl_x, tl_y = rng.random(), rng.random()
+    out = []
+    for f in frames:
+        img = Image.fromarray(f)
+        w, h = img.size
+        s = int(min(w, h) * scale)
+        x1, y1 = tl_x * (w - s), tl_y * (h - s)
+        out.append(np.asarray(img.crop((x1, y1, x1 + s, y1 + s)).resize((size, size), Image.BILINEAR)))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_multiscale_random_crop_matches_its_definition(seed):
+    from src.config import load_config  # noqa: F401  (registers the transforms)
+    from src.data import build_transforms
+    from src.data.transforms import MULTI_SCALES
+    data = np.random.default_rng(100 + seed)
+    h, w = [(100, 176), (240, 320), (131, 97)][seed % 3]  # Jester-sized, 4:3, odd portrait
+    clip = data.integers(0, 256, size=(3, h, w, 3), dtype=np.uint8)
+    op = build_transforms([{"type": "MultiScaleRandomCrop", "size": 112}])
+    got = op(clip, rng=np.random.default_rng(seed))
+    want = reference_multiscale_random_crop(clip, MULTI_SCALES, 112, np.random.default_rng(seed))
+    assert got.shape == (3, 112, 112, 3)
+    assert np.array_equal(got, want)
+
+
+def test_multiscale_random_crop_covers_positions_and_scales():
+    from src.data.transforms import MultiScaleRandomCrop
+    # 100 x 176 frame, scale 0.5: side 50; u = 0 -> left edge, u = 1 -> right edge (126 = 176 - 50)
+    assert MultiScaleRandomCrop.box(100, 176, 0.5, 0.0, 0.0) == (0, 50, 0, 50)
+    assert MultiScaleRandomCrop.box(100, 176, 0.5, 1.0, 1.0) == (50, 100, 126, 176)
+    assert MultiScaleRandomCrop.box(100, 176, 1.0, 0.3, 0.9) == (0, 100, round(0.3 * 76), round(0.3 * 76) + 100)
+    op = MultiScaleRandomCrop(size=16)
+    rng = np.random.default_rng(0)
+    lefts = {op.box(100, 176, 0.5, rng.random(), 0.0)[2] for _ in range(200)}
+    assert min(lefts) < 10 and max(lefts) > 116  # uniform over the whole width, not 5 positions
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleRandomCrop(size=112, scales=[1.5])
+
+
 def test_channel_order_and_value_range():
     from src.data.transforms import ChannelOrder, Rescale
     clip = np.zeros((1, 2, 2, 3), np.uint8)

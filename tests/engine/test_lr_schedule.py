@@ -41,6 +41,24 @@ def test_constant_and_multistep():
     assert np.allclose(lr, [1, 1, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01])
 
 
+def test_multistep_counts_epochs_from_one_like_the_efficient_3dcnns_reference():
+    # okankop main.py: for epoch i = 1..n_epochs, lr = 0.1 * 0.1 ** #(lr_steps <= i), steps
+    # [40, 55, 65, 70, 200, 250]. By hand, per 1-based epoch: 1..39 -> 0.1, 40..54 -> 0.01,
+    # 55..64 -> 1e-3, 65..69 -> 1e-4, 70..199 -> 1e-5, 200..249 -> 1e-6, 250 -> 1e-7.
+    cfg = {"type": "multistep", "base_lr": 0.1, "milestones": [40, 55, 65, 70, 200, 250], "first_epoch": 1}
+    lr = build_from_cfg(cfg, LR_SCHEDULES, epochs=250, steps_per_epoch=3)
+    by_epoch = {e: lr[3 * (e - 1): 3 * e] for e in range(1, 251)}  # the 3 steps of 1-based epoch e
+    expected = {1: 0.1, 39: 0.1, 40: 0.01, 54: 0.01, 55: 1e-3, 64: 1e-3, 65: 1e-4, 69: 1e-4, 70: 1e-5,
+                199: 1e-5, 200: 1e-6, 249: 1e-6, 250: 1e-7}
+    for epoch, value in expected.items():
+        assert by_epoch[epoch] == pytest.approx([value] * 3, rel=1e-5), epoch
+    # PyTorch / mindcv numbering (the default): the drop comes one epoch later, after m epochs
+    lr0 = build_from_cfg(dict(cfg, first_epoch=0), LR_SCHEDULES, epochs=250, steps_per_epoch=3)
+    assert lr0[3 * 39] == pytest.approx(0.1) and lr0[3 * 40] == pytest.approx(0.01, rel=1e-5)
+    with pytest.raises(ValueError, match="first_epoch"):
+        build_from_cfg(dict(cfg, first_epoch=2), LR_SCHEDULES, epochs=250, steps_per_epoch=3)
+
+
 def test_bad_schedule_arguments_fail_clearly():
     with pytest.raises(ValueError, match="need train.epochs >= 1"):
         build_from_cfg(cosine_cfg(), LR_SCHEDULES, epochs=0, steps_per_epoch=4)
