@@ -5,8 +5,9 @@
 Views: ``infer.num_clips`` clips spaced uniformly over each video x ``infer.num_crops`` crops
 (1 = centre; 3 = left/centre/right, or top/centre/bottom for portrait video) of
 ``infer.crop_size`` from frames resized to short side ``infer.short_side``; 10 x 3 = the
-references' "30-view" test. The network's eval-mode output is a softmax per view; views are
-averaged per video. Writes ``eval_results.json`` (metrics, per-class accuracy, confusion matrix,
+references' "30-view" test. Each view's output is made class probabilities (X3D's head already
+returns them; the Efficient-3DCNNs logits get a softmax per view, as their test.py does) and the
+views are averaged per video. Writes ``eval_results.json`` (metrics, per-class accuracy, confusion matrix,
 each video's top-5) and ``confusion_matrix.png`` to the output folder.
 """
 from __future__ import annotations
@@ -34,8 +35,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--video-level", action="store_true",
                    help="the Efficient-3DCNNs video accuracy: every consecutive non-overlapping clip of each "
-                        "video (centre crop), scores averaged per video (frame-folder data sets; same as "
-                        "infer.video_level=true)")
+                        "video (centre crop), probabilities averaged per video (frame folders and video files; "
+                        "same as infer.video_level=true)")
     return parse_with_overrides(p, argv)
 
 
@@ -81,15 +82,15 @@ def run(args: argparse.Namespace) -> int:
               f"({inf.num_clips} clips x {num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
               flush=True)
     t0 = time.perf_counter()
-    agg = score_loader(model.net, loader, progress=not args.no_progress, desc="eval")
+    agg = score_loader(model.net, loader, eval_output=model.eval_output, progress=not args.no_progress, desc="eval")
     seconds = time.perf_counter() - t0
     video_ids, scores, labels = agg.result()
     paths, num_videos = loader.video_paths, loader.num_videos
     if video_level:  # window scores -> videos
-        from src.data import frame_folders_of, windows_to_videos
-        ff = frame_folders_of(loader.video_dataset)
-        video_ids, scores, labels = windows_to_videos(video_ids, scores, labels, ff.window_video)
-        paths = [p for p, _ in ff.video_samples]
+        from src.data import windows_to_videos
+        plan = loader.video_dataset.video_level
+        video_ids, scores, labels = windows_to_videos(video_ids, scores, labels, plan.window_video)
+        paths = plan.video_paths
         num_videos = len(paths)
     metrics = classification_metrics(scores, labels, loader.num_classes, names)
     scored = set(int(v) for v in video_ids)

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     callbacks = [progress]
     if main_rank:
         callbacks += [PreciseBN(net, train_loader, num_batches=tc.precise_bn_batches, finetune=tc.finetune,
-                                eval_interval=tc.eval_interval, ckpt_interval=tc.ckpt_interval,
+                                eval_interval=tc.eval_interval, period=tc.precise_bn_period,
                                 has_validation=val_loader is not None, log=progress.log),
                       Validation(net, val_loader, interval=tc.eval_interval, finetune=tc.finetune, log=progress.log),
                       CheckpointSaver(step_cell, out, interval=tc.ckpt_interval, keep=tc.keep_checkpoint_max,

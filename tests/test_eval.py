@@ -157,3 +157,68 @@ def test_video_level_accuracy_averages_consecutive_clips_per_video(tmp_path):
         video = next(v for v in res["videos"] if v["video"].endswith(f"v{i}"))
         for t in video["top5"]:
             assert t["prob"] == pytest.approx(probs[t["label"]], abs=1e-5)
+
+
+def test_video_level_accuracy_on_video_files(tmp_path):
+    """eval.py --video-level (infer.video_level: true) on a VideoList of real encoded videos: the
+    windows and their frames are worked out by hand, each window's probabilities come from the
+    model one clip at a time, and each video's score is their plain mean."""
+    import yaml
+    from src.data import VideoReader, build_transforms
+    from src.engine.checkpoint import save_checkpoint
+    from src.engine.inference import load_inference_model
+    from tests.helpers.video import tiny_video
+
+    data = tmp_path / "videos"
+    tiny_video(str(data / "a.mp4"), num_frames=10, height=32, width=48, seed=1)
+    tiny_video(str(data / "b.mp4"), num_frames=6, height=32, width=48, seed=2)
+    (data / "val.txt").write_text("a.mp4 0\nb.mp4 1\n")
+    ops = [{"type": "ShortSideScale", "size": 32}, {"type": "SpatialCrops", "size": 32, "num_crops": 1},
+           {"type": "Rescale"}, {"type": "Normalize"}, {"type": "ToCTHW"}]
+    ds = {"type": "VideoList", "root": str(data), "ann_file": "val.txt", "sampling_rate": 2, "num_clips": 1}
+    model = {"type": "x3d_xs", "num_classes": 2, "num_frames": 4, "crop_size": 32, "width_factor": 0.5,
+             "depth_factor": 0.5, "head_dim": 16, "dropout_rate": 0.0}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"context": {"device_target": "CPU"}, "model": model,
+                                   "infer": {"short_side": 32, "crop_size": 32, "batch_size": 2, "num_clips": 3,
+                                             "num_crops": 3, "video_level": True},
+                                   "data_loader": {"eval": {"dataset": ds, "map": {"operations": ops},
+                                                            "batch_size": 2, "num_parallel_workers": 1}}}))
+    ms.set_device("CPU")
+    net = build_model(load_config(str(cfg)).model)
+    rng = np.random.default_rng(0)  # spread-out weights, so windows' probabilities differ clearly
+    for pname, p in net.parameters_and_names():
+        if pname.endswith(("moving_mean", "beta")):
+            p.set_data(ms.Tensor(rng.normal(0.0, 0.3, p.shape).astype(np.float32)))
+        elif pname.endswith(("moving_variance", "gamma")):
+            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+        elif pname.startswith("head.projection") and p.ndim == 2:
+            p.set_data(ms.Tensor(rng.normal(0.0, 0.3, p.shape).astype(np.float32)))
+    ckpt = save_checkpoint(net, str(tmp_path / "m.ckpt"), epoch=0, global_step=0)
+    out = tmp_path / "eval"
+    r = run_py(["eval.py", "--config", str(cfg), "--ckpt", ckpt, "--output", str(out), "--no-progress"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "video-level: 5 consecutive clips" in r.stdout  # 3 windows of a + 2 of b, one crop each
+    res = json.load(open(out / "eval_results.json"))
+    assert res["protocol"].startswith("video-level") and res["num_videos"] == res["num_videos_scored"] == 2
+    assert res["views"]["num_crops"] == 1
+
+    # by hand: 4-frame windows from frame 0, 4 apart, while the start is before the last frame, each
+    # sampled every 2nd frame within the window (offsets 0, 2, 4, 6 modulo the window's frames):
+    # a (10 frames): starts 0, 4, 8 -> [0, 2, 0, 2], [4, 6, 4, 6], [8, 8, 8, 8] (frames 8, 9 only)
+    # b (6 frames): starts 0, 4 -> [0, 2, 0, 2], [4, 4, 4, 4] (frames 4, 5 only)
+    windows = {"a.mp4": [[0, 2, 0, 2], [4, 6, 4, 6], [8, 8, 8, 8]], "b.mp4": [[0, 2, 0, 2], [4, 4, 4, 4]]}
+    c = load_config(str(cfg))
+    transform = build_transforms(c.data_loader.eval.map.operations)  # centre crop of short side 32
+    model_ = load_inference_model(c, ckpt=ckpt, batch_size=1)
+    for name, idx in windows.items():
+        with VideoReader(str(data / name)) as vr:
+            frames = vr.get_frames(range(vr.num_frames))
+        # each window's probabilities (one clip through the model), then their plain mean
+        per_window = [model_.predict(transform(frames[w])[None])[0] for w in idx]
+        assert all(abs(p.sum() - 1.0) < 1e-4 for p in per_window)
+        mean = sum(per_window) / len(per_window)
+        video = next(v for v in res["videos"] if v["video"].endswith(name))
+        assert [t["label"] for t in video["top5"]] == np.argsort(-mean, kind="stable").tolist()
+        for t in video["top5"]:
+            assert t["prob"] == pytest.approx(mean[t["label"]], abs=1e-5)

@@ -5,6 +5,14 @@ Each is an index of ``(path, label)`` samples plus ``class_names``; it knows its
 one clip. Listed files that do not exist are counted when the data set is built: none found is
 an error, some missing gives one warning with the count and the list in
 ``{output_dir}/missing_files.txt``. The MindSpore pipeline (``pipeline.py``) wraps these.
+
+Every data set takes ``offset_sampling`` (SlowFast's ``DATA.USE_OFFSET_SAMPLING``, default
+false: test clip ``i`` of ``N`` starts at ``delta * i / N``, see ``sampling.py``) and
+``protocol``: ``views`` (the loader's random / multi-clip sampling) or ``video``, the
+Efficient-3DCNNs video-level test: the samples become every consecutive window of every video
+(:func:`~src.data.sampling.plan_video_windows`; a video file's frame count and rate are read once
+at start-up), described by :attr:`VideoDataset.video_level`, whose scores eval.py averages per
+video (:func:`~src.data.rawframes.windows_to_videos`). Frame folders use the same plan.
 """
 from __future__ import annotations
 
@@ -13,20 +21,21 @@ import logging
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..registry import DATASETS
-from .decode import VideoReader
+from .decode import VideoReader, probe_video
 from .errors import DataError, VideoDecodeError
 from .labels import load_label_map
-from .sampling import eval_clip_indices, train_clip_indices
+from .sampling import eval_clip_indices, plan_video_windows, train_clip_indices, window_clip_indices
 
 logger = logging.getLogger("src.data")
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv")
 MISSING_FILES = "missing_files.txt"
+PROTOCOLS = ("views", "video")
 
 
 def _is_video(name: str, extensions: Sequence[str]) -> bool:
@@ -46,15 +55,37 @@ def _videos_under(path: str, extensions: Sequence[str]) -> List[str]:
     return out
 
 
+class VideoLevel:
+    """The video-level protocol's samples: sample ``i`` is window ``window_index[i]`` (of
+    :func:`~src.data.sampling.consecutive_clip_indices`) of video ``window_video[i]`` of
+    ``videos`` [(path, label)], in :func:`~src.data.sampling.plan_video_windows`' order."""
+
+    def __init__(self, videos: Sequence[Tuple[str, int]], window_video: np.ndarray,
+                 window_index: np.ndarray) -> None:
+        self.videos = list(videos)
+        self.window_video = np.asarray(window_video, np.int64)
+        self.window_index = np.asarray(window_index, np.int64)
+
+    @property
+    def video_paths(self) -> List[str]:
+        return [p for p, _ in self.videos]
+
+
 class VideoDataset:
     """Base class: ``samples`` [(path, label)], ``class_names`` and the clip settings."""
 
     frame_folders = None  # a rawframes.FrameFolders reader when the samples are frame folders
+    video_level: Optional[VideoLevel] = None  # protocol "video": which window of which video
 
     def __init__(self, *, num_frames: int, sampling_rate: float, num_clips: int = 1,
                  target_fps: Optional[float] = None, output_dir: Optional[str] = None,
-                 label_map: Optional[str] = None) -> None:
+                 label_map: Optional[str] = None, protocol: str = "views",
+                 offset_sampling: bool = False) -> None:
         name = type(self).__name__
+        if protocol not in PROTOCOLS:
+            raise DataError(f"{name}.protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if not isinstance(offset_sampling, bool):
+            raise DataError(f"{name}.offset_sampling: expected true or false, got {offset_sampling!r}")
         for key, value in (("num_frames", num_frames), ("num_clips", num_clips)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise DataError(f"{name}: '{key}' must be a positive integer, got {value!r}")
@@ -68,6 +99,8 @@ class VideoDataset:
         self.target_fps = target_fps
         self.output_dir = output_dir
         self.label_map = label_map
+        self.protocol = protocol
+        self.offset_sampling = offset_sampling
         self.samples: List[Tuple[str, int]] = []
         self.class_names: List[str] = []
         self.missing: List[str] = []
@@ -95,6 +128,8 @@ class VideoDataset:
                             f"(first expected at {missing[0][0]})")
         self.samples = ok
         self.missing = [p for p, _ in missing]
+        if self.protocol == "video":
+            self._probe_windows(source)
         if missing:
             where = ""
             if self.output_dir:
@@ -108,6 +143,33 @@ class VideoDataset:
             # one visible line on every entry point (train, eval, check_dataset), not a log record
             print(f"warning: {source}: {len(listed)} videos listed, {len(ok)} found, {len(missing)} missing "
                   f"(e.g. {missing[0][0]}){where}", file=sys.stderr, flush=True)
+
+    def _probe_windows(self, source: str) -> None:
+        """Video files, protocol ``video``: read each video's frame count and rate (an unreadable
+        one gets one window and is reported when read), then :meth:`use_video_windows`."""
+        counts, rates = [], []
+        for path, _ in self.samples:
+            try:
+                n, fps = probe_video(path)
+            except VideoDecodeError:
+                n, fps = 0, None
+            counts.append(n)
+            rates.append(fps or None)
+        self.use_video_windows(self.samples, counts, rates, source)
+
+    def use_video_windows(self, videos: Sequence[Tuple[str, int]], counts: Sequence[int],
+                          fps: Any, source: str) -> List[int]:
+        """Make the samples every consecutive window of every video of ``videos`` (frame counts
+        ``counts``, rates ``fps``: one or one per video) and set :attr:`video_level`. Returns the
+        video of each new sample."""
+        window_video, window_index = plan_video_windows(counts, self.num_frames, self.sampling_rate, fps,
+                                                        self.target_fps)
+        self.video_level = VideoLevel(videos, window_video, window_index)
+        self.samples = [videos[v] for v in window_video]
+        self.num_clips = 1
+        self.protocol = "video"
+        logger.info("%s: video-level protocol, %d windows of %d videos", source, len(self.samples), len(videos))
+        return [int(v) for v in window_video]
 
     # -- access -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -126,27 +188,33 @@ class VideoDataset:
         return [l for _, l in self.samples]
 
     def clip_indices(self, video_frames: int, fps: float, clip_idx: Optional[int],
-                     rng: Optional[np.random.Generator]) -> np.ndarray:
-        """Train clip (``clip_idx`` None: random start from ``rng``) or eval clip ``clip_idx``."""
+                     rng: Optional[np.random.Generator], index: Optional[int] = None) -> np.ndarray:
+        """Train clip (``clip_idx`` None: random start from ``rng``) or eval clip ``clip_idx``;
+        with the video-level protocol, sample ``index``'s window."""
+        if self.video_level is not None and index is not None:
+            return window_clip_indices(video_frames, int(self.video_level.window_index[index]), self.num_frames,
+                                       self.sampling_rate, fps, self.target_fps)
         if clip_idx is None:
             return train_clip_indices(video_frames, self.num_frames, self.sampling_rate,
                                       rng if rng is not None else np.random.default_rng(),
                                       fps, self.target_fps)
         return eval_clip_indices(video_frames, self.num_frames, self.sampling_rate,
-                                 self.num_clips, clip_idx, fps, self.target_fps)
+                                 self.num_clips, clip_idx, fps, self.target_fps,
+                                 offset_sampling=self.offset_sampling)
 
     def load_clip(self, index: int, clip_idx: Optional[int] = None,
                   rng: Optional[np.random.Generator] = None, decoder: str = "decord",
                   min_frames: int = 1) -> np.ndarray:
         """Decode the clip of sample ``index`` -> (T, H, W, 3) uint8. Raises
-        :class:`VideoDecodeError` for unreadable files and videos shorter than ``min_frames``."""
+        :class:`VideoDecodeError` for unreadable files and videos shorter than ``min_frames``
+        (the video-level protocol takes any length: its windows loop)."""
         if self.frame_folders is not None:
             return self.frame_folders.load_clip(self, index, clip_idx, rng, min_frames)
         path = self.samples[index][0]
         with VideoReader(path, decoder) as vr:
-            if vr.num_frames < min_frames:
+            if vr.num_frames < min_frames and self.video_level is None:
                 raise VideoDecodeError(path, f"too short: {vr.num_frames} frames, need {min_frames}")
-            return vr.get_frames(self.clip_indices(vr.num_frames, vr.fps, clip_idx, rng))
+            return vr.get_frames(self.clip_indices(vr.num_frames, vr.fps or None, clip_idx, rng, index))
 
 
 def _resolve(root: str, path: str) -> str:
@@ -165,12 +233,14 @@ class VideoList(VideoDataset):
 
     def __init__(self, root: str, ann_file: str, num_frames: int, sampling_rate: float,
                  num_clips: int = 1, target_fps: Optional[float] = None,
-                 label_map: Optional[str] = None, output_dir: Optional[str] = None) -> None:
+                 label_map: Optional[str] = None, output_dir: Optional[str] = None,
+                 protocol: str = "views", offset_sampling: bool = False) -> None:
         default_map = os.path.join(root, "label_map.json")
         if label_map is None and os.path.isfile(default_map):
             label_map = default_map
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir, label_map=label_map)
+                         target_fps=target_fps, output_dir=output_dir, label_map=label_map,
+                         protocol=protocol, offset_sampling=offset_sampling)
         self.root = root
         self.ann_file = _resolve(root, ann_file)
         if not os.path.isfile(self.ann_file):
@@ -204,9 +274,11 @@ class VideoFolder(VideoDataset):
     def __init__(self, root: str, num_frames: int, sampling_rate: float, split: Optional[str] = None,
                  num_clips: int = 1, target_fps: Optional[float] = None,
                  label_map: Optional[str] = None, output_dir: Optional[str] = None,
-                 extensions: Sequence[str] = VIDEO_EXTENSIONS) -> None:
+                 extensions: Sequence[str] = VIDEO_EXTENSIONS, protocol: str = "views",
+                 offset_sampling: bool = False) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir, label_map=label_map)
+                         target_fps=target_fps, output_dir=output_dir, label_map=label_map,
+                         protocol=protocol, offset_sampling=offset_sampling)
         folder = os.path.join(root, split) if split else root
         if not os.path.isdir(folder):
             raise DataError(f"VideoFolder: folder '{folder}' not found")
@@ -236,9 +308,11 @@ class Kinetics400(VideoDataset):
                  num_clips: int = 1, ann_file: Optional[str] = None,
                  target_fps: Optional[float] = None, label_map: Optional[str] = None,
                  output_dir: Optional[str] = None,
-                 extensions: Sequence[str] = VIDEO_EXTENSIONS) -> None:
+                 extensions: Sequence[str] = VIDEO_EXTENSIONS, protocol: str = "views",
+                 offset_sampling: bool = False) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir, label_map=label_map)
+                         target_fps=target_fps, output_dir=output_dir, label_map=label_map,
+                         protocol=protocol, offset_sampling=offset_sampling)
         name = type(self).__name__
         self.root, self.split = root, split
         video_dir = os.path.join(root, split)
@@ -327,9 +401,11 @@ class UCF101(VideoDataset):
     def __init__(self, root: str, num_frames: int, sampling_rate: float, split: str = "train",
                  fold: int = 1, num_clips: int = 1, ann_dir: Optional[str] = None,
                  video_dir: Optional[str] = None, target_fps: Optional[float] = None,
-                 output_dir: Optional[str] = None, frames: Optional[Dict] = None) -> None:
+                 output_dir: Optional[str] = None, frames: Optional[Dict] = None,
+                 protocol: str = "views", offset_sampling: bool = False) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir)
+                         target_fps=target_fps, output_dir=output_dir, protocol=protocol,
+                         offset_sampling=offset_sampling)
         if split not in ("train", "test") or fold not in (1, 2, 3):
             raise DataError(f"UCF101: split must be train|test and fold 1|2|3, got {split!r}, {fold!r}")
         ann_dir = ann_dir or os.path.join(root, "ucfTrainTestlist")
@@ -372,9 +448,11 @@ class HMDB51(VideoDataset):
     def __init__(self, root: str, num_frames: int, sampling_rate: float, split: str = "train",
                  fold: int = 1, num_clips: int = 1, ann_dir: Optional[str] = None,
                  video_dir: Optional[str] = None, target_fps: Optional[float] = None,
-                 output_dir: Optional[str] = None, frames: Optional[Dict] = None) -> None:
+                 output_dir: Optional[str] = None, frames: Optional[Dict] = None,
+                 protocol: str = "views", offset_sampling: bool = False) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir)
+                         target_fps=target_fps, output_dir=output_dir, protocol=protocol,
+                         offset_sampling=offset_sampling)
         if split not in ("train", "test") or fold not in (1, 2, 3):
             raise DataError(f"HMDB51: split must be train|test and fold 1|2|3, got {split!r}, {fold!r}")
         if ann_dir is None:

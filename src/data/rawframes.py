@@ -20,8 +20,9 @@ in ``bad_files.txt`` and replaces, under ``data_loader.max_bad_fraction`` as for
 The reference's ``downsample`` (a window of ``num_frames * downsample`` frames, every
 ``downsample``-th kept) selects the same frames as ``sampling_rate = downsample``; ``downsample``
 is accepted as an alias. ``protocol: video`` turns an eval set into every consecutive window of
-every video (see :func:`~src.data.sampling.consecutive_clip_indices`) for the reference's
-video-level accuracy; :func:`windows_to_videos` averages the window scores per video.
+every video (see :func:`~src.data.sampling.plan_video_windows`, the same plan as for video
+files: :meth:`VideoDataset.use_video_windows`) for the reference's video-level accuracy;
+:func:`windows_to_videos` averages the window scores per video.
 """
 from __future__ import annotations
 
@@ -37,15 +38,14 @@ import numpy as np
 from PIL import Image
 
 from ..registry import DATASETS
-from .datasets import VideoDataset, _resolve
+from .datasets import PROTOCOLS, VideoDataset, _resolve
 from .decode import _one_line
 from .errors import DataError, VideoDecodeError
 from .labels import load_label_map
-from .sampling import PAD_MODES, consecutive_clip_indices, eval_clip_indices, train_clip_indices
+from .sampling import PAD_MODES, eval_clip_indices, train_clip_indices, window_clip_indices
 
 logger = logging.getLogger("src.data")
 
-PROTOCOLS = ("views", "video")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _PROBES = 32  # frame folders checked for existence at start-up (a wrong root fails early)
 
@@ -97,10 +97,6 @@ class FrameFolders:
         self.fps = fps
         self.protocol = protocol
         self.counts: List[Optional[int]] = []
-        # protocol "video": sample i is window window_index[i] of video window_video[i]
-        self.window_video: Optional[np.ndarray] = None
-        self.window_index: Optional[np.ndarray] = None
-        self.video_samples: List[Tuple[str, int]] = []
 
     def file_name(self, k: int) -> str:
         """File name of frame ``k`` (0-based)."""
@@ -123,19 +119,10 @@ class FrameFolders:
         if self.protocol == "views":
             ds.samples, self.counts = list(listed), counts
             return
-        # every consecutive window of every video, window-major: a bad video's windows are not
-        # neighbours, so replacing one (eval takes the next sample) does not hit the same folder
-        self.video_samples = list(listed)
+        # every consecutive window of every video (the plan video files use too)
         known = [c if c is not None else self._count_or_zero(p) for (p, _), c in zip(listed, counts)]
-        windows = [len(consecutive_clip_indices(max(n, 1), ds.num_frames, ds.sampling_rate, self.fps,
-                                                ds.target_fps)) for n in known]
-        order = [(v, w) for w in range(max(windows)) for v in range(len(listed)) if w < windows[v]]
-        self.window_video = np.array([v for v, _ in order], np.int64)
-        self.window_index = np.array([w for _, w in order], np.int64)
-        ds.samples = [listed[v] for v, _ in order]
-        self.counts = [known[v] if known[v] > 0 else None for v, _ in order]
-        ds.num_clips = 1
-        logger.info("%s: video-level protocol, %d windows of %d videos", source, len(order), len(listed))
+        videos = ds.use_video_windows(listed, known, self.fps, source)
+        self.counts = [known[v] if known[v] > 0 else None for v in videos]
 
     def _count_or_zero(self, folder: str) -> int:
         try:
@@ -182,15 +169,16 @@ class FrameFolders:
     def indices(self, ds: VideoDataset, index: int, n: int, clip_idx: Optional[int],
                 rng: Optional[np.random.Generator]) -> np.ndarray:
         """Frame indices (0-based) of sample ``index``'s clip in a folder of ``n`` frames."""
-        if self.window_index is not None:
-            windows = consecutive_clip_indices(n, ds.num_frames, ds.sampling_rate, self.fps, ds.target_fps)
-            return windows[min(int(self.window_index[index]), len(windows) - 1)]
+        if ds.video_level is not None:
+            return window_clip_indices(n, int(ds.video_level.window_index[index]), ds.num_frames,
+                                       ds.sampling_rate, self.fps, ds.target_fps)
         if clip_idx is None:
             return train_clip_indices(n, ds.num_frames, ds.sampling_rate,
                                       rng if rng is not None else np.random.default_rng(),
                                       self.fps, ds.target_fps, pad_mode=self.pad_mode)
         return eval_clip_indices(n, ds.num_frames, ds.sampling_rate, ds.num_clips, clip_idx,
-                                 self.fps, ds.target_fps, pad_mode=self.pad_mode)
+                                 self.fps, ds.target_fps, pad_mode=self.pad_mode,
+                                 offset_sampling=ds.offset_sampling)
 
     def read(self, folder: str, indices: Sequence[int]) -> np.ndarray:
         """Decode frames ``indices`` of ``folder`` -> (T, H, W, 3) uint8 (each file once)."""
@@ -215,7 +203,7 @@ class FrameFolders:
         ``pad_mode: loop`` (or the video protocol) clips of any length are used, looped."""
         folder = ds.samples[index][0]
         n = self.scan(folder, self.counts[index] if self.counts else None)
-        if self.pad_mode == "clamp" and self.window_index is None and n < min_frames:
+        if self.pad_mode == "clamp" and ds.video_level is None and n < min_frames:
             raise VideoDecodeError(folder, f"too short: {n} frames, need {min_frames}")
         return self.read(folder, self.indices(ds, index, n, clip_idx, rng))
 
@@ -253,20 +241,24 @@ def windows_to_videos(video_ids: np.ndarray, scores: np.ndarray, labels: np.ndar
 
 def with_video_protocol(dataset_cfg: Any) -> Dict[str, Any]:
     """A copy of a ``data_loader.eval.dataset`` config switched to the video-level protocol:
-    ``protocol: video`` for the frame-folder types, ``frames.protocol: video`` for UCF101 /
-    HMDB51 with frame folders. Video data sets have no frame counts at start-up: an error."""
+    ``frames.protocol: video`` for UCF101 / HMDB51 with frame folders, else ``protocol: video``
+    (frame-folder and video-file data sets alike). A type without the protocol (e.g.
+    MindRecordVideo) is an error."""
+    import inspect
+
     from ..registry import _plain
 
     cfg = _plain(dataset_cfg)
     kind = cfg.get("type")
     builder = DATASETS.get(kind) if kind in DATASETS else None
-    if isinstance(builder, type) and issubclass(builder, FrameFolderDataset):
-        cfg["protocol"] = "video"
-    elif isinstance(cfg.get("frames"), dict):
+    if isinstance(cfg.get("frames"), dict):
         cfg["frames"] = dict(cfg["frames"], protocol="video")
+    elif builder is not None and "protocol" in inspect.signature(builder).parameters:
+        cfg["protocol"] = "video"
     else:
-        raise DataError(f"data_loader.eval.dataset: the video-level protocol needs frame folders "
-                        f"(RawFrameList, Jester, SomethingSomethingV1, or UCF101/HMDB51 with 'frames'), got type {kind!r}")
+        known = sorted(k for k in DATASETS if "protocol" in inspect.signature(DATASETS.get(k)).parameters)
+        raise DataError(f"data_loader.eval.dataset: the video-level protocol is not available for type {kind!r} "
+                        f"(types with it: {', '.join(known)})")
     return cfg
 
 
@@ -289,11 +281,11 @@ class FrameFolderDataset(VideoDataset):
     def __init__(self, *, num_frames: int, sampling_rate: Optional[float], downsample: Optional[int],
                  num_clips: int, target_fps: Optional[float], fps: Optional[float],
                  output_dir: Optional[str], label_map: Optional[str], filename_tmpl: str,
-                 start_index: int, pad_mode: str, protocol: str) -> None:
+                 start_index: int, pad_mode: str, protocol: str, offset_sampling: bool = False) -> None:
         name = type(self).__name__
         super().__init__(num_frames=num_frames, sampling_rate=_rate(name, sampling_rate, downsample),
                          num_clips=num_clips, target_fps=target_fps, output_dir=output_dir,
-                         label_map=label_map)
+                         label_map=label_map, offset_sampling=offset_sampling)
         if target_fps is not None and fps is None:
             raise DataError(f"{name}: 'target_fps' needs the frame rate of the folders ('fps')")
         self.frame_folders = FrameFolders(filename_tmpl=filename_tmpl, start_index=start_index,
@@ -317,14 +309,15 @@ class RawFrameList(FrameFolderDataset):
                  downsample: Optional[int] = None, num_clips: int = 1,
                  filename_tmpl: str = "img_{:05d}.jpg", start_index: int = 1, pad_mode: str = "clamp",
                  protocol: str = "views", target_fps: Optional[float] = None, fps: Optional[float] = None,
-                 label_map: Optional[str] = None, output_dir: Optional[str] = None) -> None:
+                 label_map: Optional[str] = None, output_dir: Optional[str] = None,
+                 offset_sampling: bool = False) -> None:
         default_map = os.path.join(root, "label_map.json")
         if label_map is None and os.path.isfile(default_map):
             label_map = default_map
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, downsample=downsample,
                          num_clips=num_clips, target_fps=target_fps, fps=fps, output_dir=output_dir,
                          label_map=label_map, filename_tmpl=filename_tmpl, start_index=start_index,
-                         pad_mode=pad_mode, protocol=protocol)
+                         pad_mode=pad_mode, protocol=protocol, offset_sampling=offset_sampling)
         self.root = root
         self.ann_file = _resolve(root, ann_file)
         if not os.path.isfile(self.ann_file):
@@ -379,11 +372,11 @@ class _TwentyBN(FrameFolderDataset):
                  frames_dir: Optional[str] = None, annotations: str = "auto", filename_tmpl: str = "{:05d}.jpg",
                  start_index: int = 1, pad_mode: str = "loop", protocol: str = "views",
                  target_fps: Optional[float] = None, fps: Optional[float] = None,
-                 output_dir: Optional[str] = None) -> None:
+                 output_dir: Optional[str] = None, offset_sampling: bool = False) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, downsample=downsample,
                          num_clips=num_clips, target_fps=target_fps, fps=fps, output_dir=output_dir,
                          label_map=None, filename_tmpl=filename_tmpl, start_index=start_index,
-                         pad_mode=pad_mode, protocol=protocol)
+                         pad_mode=pad_mode, protocol=protocol, offset_sampling=offset_sampling)
         name = type(self).__name__
         if split not in self.SPLITS:
             raise DataError(f"{name}: split must be train or val (the test set has no labels), got {split!r}")
@@ -505,7 +498,8 @@ def attach_frames(ds: VideoDataset, listed: Sequence[Tuple[str, int]], video_dir
     """UCF101 / HMDB51 ``frames`` option: read ``{frames['dir']}/<video path without extension>/``
     instead of ``{video_dir}/<video path>``. Keys: ``dir`` (required), ``filename_tmpl`` (default
     ``img_{:05d}.jpg``; the reference's UCF-101 folders use ``image_{:05d}.jpg``),
-    ``start_index`` (1), ``pad_mode`` (clamp), ``fps`` and ``protocol`` (views)."""
+    ``start_index`` (1), ``pad_mode`` (clamp), ``fps`` and ``protocol`` (default: the data set's
+``protocol``, views)."""
     name = type(ds).__name__
     if not isinstance(frames, dict) and hasattr(frames, "to_dict"):
         frames = frames.to_dict()
@@ -515,6 +509,7 @@ def attach_frames(ds: VideoDataset, listed: Sequence[Tuple[str, int]], video_dir
     if unknown:
         raise DataError(f"{name}.frames: unknown key(s) {unknown}; known: {', '.join(_FRAME_KEYS)}")
     opts = {k: v for k, v in frames.items() if k != "dir"}
+    opts.setdefault("protocol", ds.protocol)
     if ds.target_fps is not None and opts.get("fps") is None:
         raise DataError(f"{name}: 'target_fps' needs frames.fps (the frame rate of the folders)")
     reader = FrameFolders(where=f"{name}.frames", **opts)

@@ -4,23 +4,30 @@ A clip of ``num_frames`` (T) frames at ``sampling_rate`` (r) covers ``clip_size 
 fps / target_fps`` source frames (``r * T`` when ``target_fps`` is null: the rate then counts the
 video's own frames, whatever its fps). Its frames are ``floor(linspace(start, start + clip_size -
 1, T))``, clamped to the last frame of a video shorter than the clip. With ``delta = max(frames -
-clip_size, 0)`` the start is: train, uniform in ``[0, delta]``; test with ``N >= 2`` clips,
-``delta * i / N`` for clip ``i`` (0 .. N-1); a single test clip, ``delta / 2`` (the centre clip,
-deterministic, as one-view validation uses).
+clip_size, 0)`` the start is: train, uniform in ``[0, delta]``; test clip ``i`` of ``N``,
+``delta * i / N`` (SlowFast's default, ``DATA.USE_OFFSET_SAMPLING: False``), so a single test
+clip (one-view validation) starts at frame 0. ``offset_sampling=True`` is SlowFast's
+``USE_OFFSET_SAMPLING: True``: ``floor(delta / 2)`` for one clip (the centre clip), else
+``i * floor(delta / (N - 1))`` (the first clip at 0, the last one ending near the last frame).
 
 ``pad_mode="loop"`` is the Efficient-3DCNNs reference instead (its frame-folder data): a window of
 ``T * r`` consecutive frames from a whole-frame start, every ``r``-th kept (the reference's
 ``downsample``), and a window running past the end of the video loops back to its start
-(``start + offset mod (frames - start)``, the reference's LoopPadding).
-:func:`consecutive_clip_indices` plans the reference's video-level test.
+(``start + offset mod (frames - start)``, the reference's LoopPadding). Its single test clip is
+the reference's TemporalCenterCrop, ``max(0, frames // 2 - (T * r) // 2)``, whatever
+``offset_sampling`` says. :func:`consecutive_clip_indices` plans the reference's video-level test
+and :func:`plan_video_windows` lists its windows for a whole data set (frame folders and video
+files alike).
 
 Worked example, X3D-XS (T=4, r=12, target_fps 30) on a 25 fps video of 250 frames:
-clip_size = 12 * 4 * 25 / 30 = 40, delta = 210; the single test clip starts at 105 and takes
-floor(linspace(105, 144, 4)) = [105, 118, 131, 144]; test clip 3 of 10 starts at 63.
+clip_size = 12 * 4 * 25 / 30 = 40, delta = 210; the single test clip starts at 0 and takes
+floor(linspace(0, 39, 4)) = [0, 13, 26, 39]; test clip 3 of 10 starts at 210 * 3 / 10 = 63
+([63, 76, 89, 102]). With ``offset_sampling``: the single clip starts at floor(210 / 2) = 105
+([105, 118, 131, 144]), clip 3 of 10 at 3 * floor(210 / 9) = 69 ([69, 82, 95, 108]).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -78,23 +85,32 @@ def train_clip_indices(video_frames: int, num_frames: int, sampling_rate: float,
     return clip_at(start, size, num_frames, video_frames, pad_mode)
 
 
-def eval_clip_start(video_frames: int, size: float, num_clips: int, clip_idx: int) -> float:
-    """Start of test clip ``clip_idx`` of ``num_clips``: ``delta * i / N``; one clip: ``delta / 2``."""
+def eval_clip_start(video_frames: int, size: float, num_clips: int, clip_idx: int,
+                    offset_sampling: bool = False, pad_mode: str = "clamp") -> float:
+    """Start of test clip ``clip_idx`` of ``num_clips`` (see the module doc): ``delta * i / N``;
+    ``offset_sampling``: ``floor(delta / 2)`` for one clip, else ``i * floor(delta / (N - 1))``;
+    ``pad_mode="loop"`` with one clip: ``max(0, frames // 2 - floor(size) // 2)`` (the
+    Efficient-3DCNNs TemporalCenterCrop)."""
     if not 0 <= clip_idx < num_clips:
         raise ValueError(f"clip_idx {clip_idx} out of range for num_clips={num_clips}")
+    if pad_mode == "loop" and num_clips == 1:
+        return float(max(0, int(video_frames) // 2 - int(np.floor(size + 1e-9)) // 2))
     delta = max(video_frames - size, 0.0)
-    if num_clips == 1:
-        return delta / 2.0
+    if offset_sampling:
+        if num_clips == 1:
+            return float(np.floor(delta / 2.0 + 1e-9))
+        return float(clip_idx * np.floor(delta / (num_clips - 1) + 1e-9))
     return delta * clip_idx / num_clips
 
 
 def eval_clip_indices(video_frames: int, num_frames: int, sampling_rate: float, num_clips: int,
                       clip_idx: int, fps: Optional[float] = None,
-                      target_fps: Optional[float] = None, pad_mode: str = "clamp") -> np.ndarray:
-    """Frame indices of test clip ``clip_idx`` of ``num_clips``."""
+                      target_fps: Optional[float] = None, pad_mode: str = "clamp",
+                      offset_sampling: bool = False) -> np.ndarray:
+    """Frame indices of test clip ``clip_idx`` of ``num_clips`` (start: :func:`eval_clip_start`)."""
     size = clip_size(num_frames, sampling_rate, fps, target_fps)
-    return clip_at(eval_clip_start(video_frames, size, num_clips, clip_idx), size, num_frames, video_frames,
-                   pad_mode)
+    start = eval_clip_start(video_frames, size, num_clips, clip_idx, offset_sampling, pad_mode)
+    return clip_at(start, size, num_frames, video_frames, pad_mode)
 
 
 def consecutive_clip_indices(video_frames: int, num_frames: int, sampling_rate: float,
@@ -111,3 +127,31 @@ def consecutive_clip_indices(video_frames: int, num_frames: int, sampling_rate: 
     offsets = np.floor(np.arange(num_frames) * step + 1e-9).astype(np.int64)
     starts = list(range(0, max(video_frames - 1, 1), num_frames))
     return np.stack([s + offsets % min(num_frames, video_frames - s) for s in starts]).astype(np.int64)
+
+
+def window_clip_indices(video_frames: int, window: int, num_frames: int, sampling_rate: float,
+                        fps: Optional[float] = None, target_fps: Optional[float] = None) -> np.ndarray:
+    """Indices of window ``window`` of :func:`consecutive_clip_indices` (the last window if the
+    video has fewer: a frame count known at start-up can differ from the one read later)."""
+    windows = consecutive_clip_indices(max(int(video_frames), 1), num_frames, sampling_rate, fps, target_fps)
+    return windows[min(int(window), len(windows) - 1)]
+
+
+def plan_video_windows(frame_counts: Sequence[int], num_frames: int, sampling_rate: float,
+                       fps: Union[None, float, Sequence[Optional[float]]] = None,
+                       target_fps: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The samples of the video-level test over a data set: every window of
+    :func:`consecutive_clip_indices` of every video. ``frame_counts[v]`` is video ``v``'s frame
+    count (0 or less: unknown, e.g. unreadable; it gets one window and fails when read); ``fps``
+    one frame rate for all videos or one per video (only used with ``target_fps``). Returns
+    ``(window_video, window_index)``: sample ``i`` is window ``window_index[i]`` of video
+    ``window_video[i]``, window-major (all first windows, then all second ones, ...), so a bad
+    video's windows are not neighbours."""
+    counts = [int(n) for n in frame_counts]
+    rates = list(fps) if isinstance(fps, (list, tuple, np.ndarray)) else [fps] * len(counts)
+    if len(rates) != len(counts):
+        raise ValueError(f"plan_video_windows: {len(rates)} frame rates for {len(counts)} videos")
+    windows = [len(consecutive_clip_indices(max(n, 1), num_frames, sampling_rate, f, target_fps))
+               for n, f in zip(counts, rates)]
+    order = [(v, w) for w in range(max(windows, default=0)) for v in range(len(counts)) if w < windows[v]]
+    return np.array([v for v, _ in order], np.int64), np.array([w for _, w in order], np.int64)

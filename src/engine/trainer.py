@@ -203,25 +203,36 @@ def checkpoint_due(epoch: int, epochs: int, interval: int) -> bool:
     return epoch % max(1, interval) == 0 or epoch == epochs
 
 
+def precise_bn_due(epoch: int, epochs: int, period: int, eval_interval: int) -> bool:
+    """SlowFast's precise-BN epochs (tools/train_net.py: ``is_checkp_epoch or is_eval_epoch``,
+    both true at the last epoch): every ``period``-th epoch (its ``TRAIN.CHECKPOINT_PERIOD``;
+    0 = none), each validation epoch (``eval_interval``, its ``EVAL_PERIOD``) and the last."""
+    return (epoch == epochs or (period > 0 and epoch % period == 0)
+            or validation_due(epoch, epochs, eval_interval))
+
+
 class PreciseBN(Callback):
-    """SlowFast's precise BN: before each validation, each periodic checkpoint and the final one
-    (with or without a validation set), BatchNorm statistics become the plain average over
-    ``num_batches`` training batches. The per-epoch ``last.ckpt`` in between keeps the running
-    averages. Skipped for ``last_layer`` fine-tuning (the backbone's statistics are frozen)."""
+    """SlowFast's precise BN: after every ``period``-th epoch, before each validation and after
+    the last epoch (with or without a validation set; :func:`precise_bn_due`), BatchNorm
+    statistics become the plain average over ``num_batches`` training batches. Checkpoints of
+    other epochs (``last.ckpt``, ``epochNNNN.ckpt`` with a ``ckpt_interval`` that is not a
+    multiple of ``period``) keep the running averages. Skipped for ``last_layer`` fine-tuning
+    (the backbone's statistics are frozen)."""
 
     def __init__(self, net: nn.Cell, train_loader: Any, *, num_batches: int, finetune: str, eval_interval: int,
-                 ckpt_interval: int, has_validation: bool, log) -> None:
+                 period: int, has_validation: bool, log) -> None:
         self.net, self.train_loader = net, train_loader
         self.num_batches, self.finetune = int(num_batches), finetune
         self.eval_interval = int(eval_interval) if has_validation else 0
-        self.ckpt_interval = int(ckpt_interval)
+        self.period = int(period)
+        if self.period < 0:
+            raise ValueError(f"train.precise_bn_period must be >= 0, got {period}")
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.num_batches <= 0 or self.finetune != "complete":
             return
-        if not (validation_due(state.epoch, state.epochs, self.eval_interval)
-                or checkpoint_due(state.epoch, state.epochs, self.ckpt_interval)):
+        if not precise_bn_due(state.epoch, state.epochs, self.period, self.eval_interval):
             return
         used = precise_bn(self.net, self.train_loader, self.num_batches)
         self.net.train_mode(self.finetune)

@@ -146,3 +146,61 @@ def test_load_clip_uses_the_sampling(tmp_path):
     # floor(linspace(4, 15, 4)) = frames 4, 7, 11, 15 (the marker sits at column 2 * frame)
     assert clip[:, 10].max(axis=-1).argmax(axis=1).tolist() == [8, 14, 22, 30]
     assert os.path.samefile(ds.video_paths[0], path)
+
+
+def test_single_test_clip_starts_at_zero_or_centred_with_offset_sampling(tmp_path):
+    tiny_video(str(tmp_path / "v.mp4"), num_frames=20, height=32, width=48)
+    (tmp_path / "l.txt").write_text("v.mp4 0\n")
+    cfg = {"type": "VideoList", "root": str(tmp_path), "ann_file": "l.txt", "num_frames": 4, "sampling_rate": 3}
+    # 20 frames, clip_size 12, delta 8. SlowFast's default: start 8 * 0 / 1 = 0 -> floor(linspace(0, 11, 4))
+    # = frames 0, 3, 7, 11; offset sampling: floor(8 / 2) = 4 -> frames 4, 7, 11, 15 (marker column 2 * frame)
+    assert build(cfg).load_clip(0, clip_idx=0)[:, 10].max(axis=-1).argmax(axis=1).tolist() == [0, 6, 14, 22]
+    centred = build(dict(cfg, offset_sampling=True)).load_clip(0, clip_idx=0)
+    assert centred[:, 10].max(axis=-1).argmax(axis=1).tolist() == [8, 14, 22, 30]
+    with pytest.raises(DataError, match="offset_sampling: expected true or false"):
+        build(dict(cfg, offset_sampling="yes"))
+    with pytest.raises(DataError, match="protocol: expected one of views, video"):
+        build(dict(cfg, protocol="windows"))
+
+
+def test_video_level_protocol_on_video_files(tmp_path):
+    """protocol: video on video files: every consecutive 4-frame window (downsample 2, looped),
+    frame counts read at start-up; the frames decoded are the hand-computed ones."""
+    from src.data import VideoDecodeError
+
+    tiny_video(str(tmp_path / "a.mp4"), num_frames=10, height=32, width=48)
+    tiny_video(str(tmp_path / "b.mp4"), num_frames=5, height=32, width=48)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video" * 20)
+    (tmp_path / "l.txt").write_text("a.mp4 0\nb.mp4 1\nbroken.mp4 1\n")
+    ds = build({"type": "VideoList", "root": str(tmp_path), "ann_file": "l.txt", "num_frames": 4,
+                "sampling_rate": 2, "num_clips": 10, "protocol": "video"})
+    plan = ds.video_level
+    assert [os.path.basename(p) for p in plan.video_paths] == ["a.mp4", "b.mp4", "broken.mp4"]
+    # a: 10 frames, window starts range(0, 9, 4) = 0, 4, 8; b: 5 frames, start 0; broken: unknown, one window
+    assert plan.window_video.tolist() == [0, 1, 2, 0, 0] and plan.window_index.tolist() == [0, 0, 0, 1, 2]
+    assert [os.path.basename(p) for p in ds.video_paths] == ["a.mp4", "b.mp4", "broken.mp4", "a.mp4", "a.mp4"]
+    assert ds.labels == [0, 1, 1, 0, 0] and ds.num_clips == 1 and len(ds) == 5
+    # frames (0, 2, 4, 6) of each window, modulo the frames the window has (4, 4, 2 at the end of a):
+    # a: [0, 2, 0, 2], [4, 6, 4, 6], [8, 8, 8, 8]; b (5 frames, one window): [0, 2, 0, 2]
+    expected = {0: [0, 2, 0, 2], 1: [0, 2, 0, 2], 3: [4, 6, 4, 6], 4: [8, 8, 8, 8]}
+    for sample, frames in expected.items():
+        clip = ds.load_clip(sample, clip_idx=0, min_frames=16)  # windows loop: no length check
+        assert clip[:, 10].max(axis=-1).argmax(axis=1).tolist() == [2 * f for f in frames], sample
+    with pytest.raises(VideoDecodeError):
+        ds.load_clip(2, clip_idx=0)
+
+
+def test_video_level_protocol_on_kinetics_csv(tmp_path, seed_video):
+    root = tmp_path / "k"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "val.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,abc,0,10,val\n\"air drumming\",xyz,5,15,val\n")
+    put(seed_video, str(root / "val" / "abseiling" / "abc_000000_000010.mp4"))
+    put(seed_video, str(root / "val" / "air drumming" / "xyz_000005_000015.mp4"))
+    ds = build({"type": "Kinetics400", "root": str(root), "split": "val", "num_frames": 4, "sampling_rate": 1,
+                "protocol": "video"})
+    # 12 frames each: window starts range(0, 11, 4) = 0, 4, 8 -> 3 windows per video, window-major
+    assert ds.video_level.window_video.tolist() == [0, 1, 0, 1, 0, 1]
+    assert ds.video_level.window_index.tolist() == [0, 0, 1, 1, 2, 2]
+    assert ds.labels == [0, 1] * 3
+    assert ds.load_clip(4, clip_idx=0)[:, 10].max(axis=-1).argmax(axis=1).tolist() == [16, 18, 20, 22]

@@ -339,7 +339,7 @@ def test_video_protocol_yields_every_window_once(tmp_path):
                                    "map": {"operations": [{"type": "SpatialCrops", "size": 16, "num_crops": 1}] + tail}}}}))
     loader = create_loader(load_config(str(cfg)), "eval", output_dir=str(tmp_path / "o"), num_clips=10)
     vds = loader.video_dataset
-    ff = vds.frame_folders
+    ff = vds.video_level  # the plan video files use too (sampling.plan_video_windows)
     # windows: 18 -> 2, 40 -> 3 (starts 0, 16, 32), 5 -> 1; window-major order
     assert ff.window_video.tolist() == [0, 1, 2, 0, 1, 1] and ff.window_index.tolist() == [0, 0, 0, 1, 1, 2]
     assert loader.num_samples == 6 and vds.num_clips == 1
@@ -354,17 +354,19 @@ def test_video_protocol_yields_every_window_once(tmp_path):
     ids, _, labels = windows_to_videos(sample, np.ones((6, 3)), np.concatenate([b["label"] for b in batches]),
                                        ff.window_video)
     assert ids.tolist() == [0, 1, 2] and labels.tolist() == [0, 1, 2]
-    assert [os.path.basename(p) for p, _ in ff.video_samples] == ["v0", "v1", "v2"]
+    assert [os.path.basename(p) for p in ff.video_paths] == ["v0", "v1", "v2"]
 
 
-def test_with_video_protocol_switches_frame_sets_only():
+def test_with_video_protocol_switches_frame_and_video_sets():
     from src.data.rawframes import with_video_protocol
 
     ucf = {"type": "UCF101", "root": "r", "frames": {"dir": "f"}}
     assert with_video_protocol(ucf)["frames"] == {"dir": "f", "protocol": "video"} and "protocol" not in ucf["frames"]
     assert with_video_protocol({"type": "Jester", "root": "r"})["protocol"] == "video"
-    with pytest.raises(DataError, match="needs frame folders"):
-        with_video_protocol({"type": "VideoList", "root": "r"})
+    for kind in ("VideoList", "VideoFolder", "Kinetics400", "Kinetics600", "UCF101", "HMDB51"):
+        assert with_video_protocol({"type": kind, "root": "r"}) == {"type": kind, "root": "r", "protocol": "video"}
+    with pytest.raises(DataError, match="not available for type 'MindRecordVideo'"):
+        with_video_protocol({"type": "MindRecordVideo", "file": "f"})
 
 
 def test_motion_configs_turn_flip_off():

@@ -1,8 +1,10 @@
 """Temporal sampling against SlowFast's formula, with values worked out by hand.
 
 SlowFast (datasets/decoder.py): clip_size = sampling_rate * num_frames * fps / target_fps,
-delta = max(frames - clip_size, 0), start = uniform(0, delta) (train) or delta * i / N (test),
-indices = floor(linspace(start, start + clip_size - 1, num_frames)) clamped to the last frame.
+delta = max(frames - clip_size, 0), start = uniform(0, delta) (train) or delta * i / N (test,
+USE_OFFSET_SAMPLING False: one clip starts at 0), or with USE_OFFSET_SAMPLING floor(delta / 2)
+(one clip) and i * floor(delta / (N - 1)); indices = floor(linspace(start, start + clip_size - 1,
+num_frames)) clamped to the last frame.
 """
 import math
 
@@ -51,9 +53,13 @@ def test_hand_computed_clips_at_other_frame_rates():
     assert eval_clip_indices(38, 4, 12, 1, 0, 24, 30).tolist() == [0, 12, 24, 37]
     # XS at 60 fps: 96 -> linspace(0, 95, 4) = 0, 31.67, 63.33, 95
     assert eval_clip_indices(96, 4, 12, 1, 0, 60, 30).tolist() == [0, 31, 63, 95]
-    # worked example of the docs: XS, 25 fps, 250 frames: centre start 105, clip 3 of 10 starts at 63
-    assert eval_clip_indices(250, 4, 12, 1, 0, 25, 30).tolist() == [105, 118, 131, 144]
+    # worked example of the docs: XS, 25 fps, 250 frames, clip_size 40, delta 210: the single clip
+    # starts at 210 * 0 / 1 = 0, clip 3 of 10 at 210 * 3 / 10 = 63
+    assert eval_clip_indices(250, 4, 12, 1, 0, 25, 30).tolist() == [0, 13, 26, 39]
     assert eval_clip_indices(250, 4, 12, 10, 3, 25, 30).tolist() == [63, 76, 89, 102]
+    # offset sampling: one clip at floor(210 / 2) = 105, clip 3 of 10 at 3 * floor(210 / 9) = 3 * 23 = 69
+    assert eval_clip_indices(250, 4, 12, 1, 0, 25, 30, offset_sampling=True).tolist() == [105, 118, 131, 144]
+    assert eval_clip_indices(250, 4, 12, 10, 3, 25, 30, offset_sampling=True).tolist() == [69, 82, 95, 108]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -67,7 +73,13 @@ def test_all_variants_and_rates_follow_the_formula(variant, fps):
         for i in range(n):
             expected = by_formula(delta * i / n, size, t, frames)
             assert eval_clip_indices(frames, t, rate, n, i, fps, 30).tolist() == expected, (n, i)
-    assert eval_clip_indices(frames, t, rate, 1, 0, fps, 30).tolist() == by_formula(delta / 2, size, t, frames)
+    assert eval_clip_indices(frames, t, rate, 1, 0, fps, 30).tolist() == by_formula(0.0, size, t, frames)
+    assert eval_clip_indices(frames, t, rate, 1, 0, fps, 30, offset_sampling=True).tolist() == \
+        by_formula(math.floor(delta / 2), size, t, frames)
+    for n in (2, 3, 10):
+        for i in range(n):
+            assert eval_clip_indices(frames, t, rate, n, i, fps, 30, offset_sampling=True).tolist() == \
+                by_formula(i * math.floor(delta / (n - 1)), size, t, frames), (n, i)
     for frac in (0.0, 0.37, 1.0):
         rng = FixedRng(frac)
         got = train_clip_indices(frames, t, rate, rng, fps, 30).tolist()
@@ -80,7 +92,15 @@ def test_test_clip_starts_are_delta_i_over_n():
     starts = [int(eval_clip_indices(300, 4, 12, 10, i, 30, 30)[0]) for i in range(10)]
     assert starts == [0, 25, 50, 75, 100, 126, 151, 176, 201, 226]
     assert eval_clip_indices(300, 4, 12, 10, 3, 30, 30).tolist() == [75, 91, 106, 122]  # 75.6 + k * 15.67
-    assert eval_clip_indices(300, 4, 12, 1, 0, 30, 30).tolist() == [126, 141, 157, 173]  # centre: 252 / 2
+    assert eval_clip_indices(300, 4, 12, 1, 0, 30, 30).tolist() == [0, 15, 31, 47]  # one clip: 252 * 0 / 1
+    # offset sampling: one clip at floor(252 / 2) = 126; 10 clips at i * floor(252 / 9) = 28 i
+    assert eval_clip_indices(300, 4, 12, 1, 0, 30, 30, offset_sampling=True).tolist() == [126, 141, 157, 173]
+    starts = [int(eval_clip_indices(300, 4, 12, 10, i, 30, 30, offset_sampling=True)[0]) for i in range(10)]
+    assert starts == [0, 28, 56, 84, 112, 140, 168, 196, 224, 252]
+    assert eval_clip_indices(300, 4, 12, 10, 9, 30, 30, offset_sampling=True).tolist() == [252, 267, 283, 299]
+    # 2 clips of 200 frames (delta 152): default starts 0, 76; offset 0, 152 (the last frame reached)
+    assert [int(eval_clip_indices(200, 4, 12, 2, i, 30, 30)[0]) for i in range(2)] == [0, 76]
+    assert [int(eval_clip_indices(200, 4, 12, 2, i, 30, 30, offset_sampling=True)[0]) for i in range(2)] == [0, 152]
     with pytest.raises(ValueError, match="clip_idx 10 out of range"):
         eval_clip_indices(300, 4, 12, 10, 10, 30, 30)
 
@@ -113,9 +133,32 @@ def test_loop_mode_is_the_efficient3dcnns_reference():
             return 0
     assert train_clip_indices(20, 16, 2, IntRng(), pad_mode="loop").tolist() == \
         [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 0, 2, 4, 6, 8, 10]
-    # centre of 41 frames: begin = 41 // 2 - 32 // 2 = 4
+    # centre of 41 frames (TemporalCenterCrop): begin = 41 // 2 - 32 // 2 = 4, whatever offset_sampling
     assert eval_clip_indices(41, 16, 2, 1, 0, pad_mode="loop").tolist() == list(range(4, 36, 2))
+    assert eval_clip_indices(41, 16, 2, 1, 0, pad_mode="loop", offset_sampling=True).tolist() == list(range(4, 36, 2))
+    # an odd window: 10 frames, 5 x 1: begin = 10 // 2 - 5 // 2 = 3 (floor((10 - 5) / 2) would be 2)
+    assert eval_clip_indices(10, 5, 1, 1, 0, pad_mode="loop").tolist() == [3, 4, 5, 6, 7]
+    # shorter than the window: begin max(0, 6 // 2 - 16 // 2) = 0, looped
+    assert eval_clip_indices(6, 8, 2, 1, 0, pad_mode="loop").tolist() == [0, 2, 4, 0, 2, 4, 0, 2]
     # the video-level protocol: consecutive 16-frame windows, each looped at downsample 2
     windows = consecutive_clip_indices(40, 16, 2)
     assert windows.tolist()[0] == [0, 2, 4, 6, 8, 10, 12, 14] * 2
     assert windows.tolist()[2] == [32, 34, 36, 38] * 4
+
+
+def test_video_windows_plan_every_window_of_every_video():
+    from src.data.sampling import plan_video_windows, window_clip_indices
+
+    # 16 x 2 windows: 18 frames -> starts 0, 16 (2 windows); 40 -> 0, 16, 32; 5 -> 0; 17 -> 0 only
+    # (the reference's range(1, n, 16) drops a last window of one frame); unknown (0) -> one window
+    video, window = plan_video_windows([18, 40, 5, 17, 0], 16, 2)
+    assert video.tolist() == [0, 1, 2, 3, 4, 0, 1, 1] and window.tolist() == [0, 0, 0, 0, 0, 1, 1, 2]
+    # window 1 of 18 frames holds frames 16, 17; looped to 32 and every 2nd kept: 16 + (2 k mod 2) = 16
+    assert window_clip_indices(18, 1, 16, 2).tolist() == [16] * 16
+    assert window_clip_indices(40, 2, 16, 2).tolist() == [32, 34, 36, 38] * 4  # frames 32..39, looped
+    # a window past the video read later (count changed): the last window
+    assert window_clip_indices(18, 5, 16, 2).tolist() == window_clip_indices(18, 1, 16, 2).tolist()
+    # per-video frame rates with target_fps: step = 2 * 60 / 30 = 4 at 60 fps, 2 at 30 fps
+    video, window = plan_video_windows([40, 40], 4, 2, fps=[30.0, 60.0], target_fps=30)
+    assert video.tolist() == [0, 1] * 10 and window.tolist() == [w for w in range(10) for _ in range(2)]
+    assert window_clip_indices(40, 1, 4, 2, 60.0, 30).tolist() == [4, 4, 4, 4]  # 4 + (0, 4, 8, 12) mod 4

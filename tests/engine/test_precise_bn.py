@@ -1,5 +1,6 @@
-"""Precise BN: saved statistics are the plain average over training batches, and it runs before
-every periodic / final checkpoint even without a validation set."""
+"""Precise BN: saved statistics are the plain average over training batches, and it runs at
+SlowFast's epochs: every ``precise_bn_period``-th, each validation epoch and the last, with or
+without a validation set (not at every checkpoint)."""
 import numpy as np
 import pytest
 import mindspore as ms
@@ -58,26 +59,45 @@ def test_statistics_are_the_average_over_the_batches():
     np.testing.assert_allclose(net.bn.moving_variance.asnumpy(), var, rtol=1e-4, atol=1e-5)
 
 
-def test_runs_before_periodic_and_final_checkpoints_without_validation():
+def test_due_epochs_follow_slowfast_period_validation_and_end():
+    from src.engine.trainer import precise_bn_due
+
+    # SlowFast's X3D recipe: CHECKPOINT_PERIOD = EVAL_PERIOD = 10 over 300 epochs: 10, 20, ..., 300
+    assert [e for e in range(1, 301) if precise_bn_due(e, 300, 10, 10)] == list(range(10, 301, 10))
+    # period 10, no validation, 25 epochs: 10, 20 and the last one
+    assert [e for e in range(1, 26) if precise_bn_due(e, 25, 10, 0)] == [10, 20, 25]
+    # period 10, validation every 4 epochs, 22 epochs: 4, 8, 10, 12, 16, 20 and 22 (last)
+    assert [e for e in range(1, 23) if precise_bn_due(e, 22, 10, 4)] == [4, 8, 10, 12, 16, 20, 22]
+    # period 0: only the last epoch (and validations)
+    assert [e for e in range(1, 8) if precise_bn_due(e, 7, 0, 0)] == [7]
+    assert [e for e in range(1, 8) if precise_bn_due(e, 7, 0, 3)] == [3, 6, 7]
+
+
+def test_runs_at_the_period_and_the_end_not_at_every_checkpoint():
     batches = _batches(1, 2)
     net = BNNet()
-    cb = PreciseBN(net, Loader(batches), num_batches=2, finetune="complete", eval_interval=5,
-                   ckpt_interval=2, has_validation=False, log=lambda *_: None)
-    ran = []
-    for epoch in (1, 2, 3, 4, 5):
-        net.bn.moving_mean.set_data(Tensor(np.full(3, 99.0, np.float32)))
-        cb.on_epoch_end(TrainState(epoch=epoch, epochs=5))
-        ran.append(bool(np.all(net.bn.moving_mean.asnumpy() != 99.0)))
-    assert ran == [False, True, False, True, True]  # epochs 2, 4 (periodic) and 5 (final)
-    # with a validation set every 3 epochs it also runs before validation (epoch 3)
+
+    def epochs_run(cb, epochs):
+        ran = []
+        for epoch in range(1, epochs + 1):
+            net.bn.moving_mean.set_data(Tensor(np.full(3, 99.0, np.float32)))
+            cb.on_epoch_end(TrainState(epoch=epoch, epochs=epochs))
+            if np.all(net.bn.moving_mean.asnumpy() != 99.0):
+                ran.append(epoch)
+        return ran
+
+    # period 2, no validation set (its interval does not count), 5 epochs: 2, 4 and 5 (the last)
+    cb = PreciseBN(net, Loader(batches), num_batches=2, finetune="complete", eval_interval=1,
+                   period=2, has_validation=False, log=lambda *_: None)
+    assert epochs_run(cb, 5) == [2, 4, 5]
+    # period 4 with a validation every 3 epochs, 9 epochs: 3, 4, 6, 8, 9
     cb = PreciseBN(net, Loader(batches), num_batches=2, finetune="complete", eval_interval=3,
-                   ckpt_interval=10, has_validation=True, log=lambda *_: None)
-    net.bn.moving_mean.set_data(Tensor(np.full(3, 99.0, np.float32)))
-    cb.on_epoch_end(TrainState(epoch=3, epochs=10))
-    assert np.all(net.bn.moving_mean.asnumpy() != 99.0)
+                   period=4, has_validation=True, log=lambda *_: None)
+    assert epochs_run(cb, 9) == [3, 4, 6, 8, 9]
     # last_layer fine-tuning keeps the backbone's statistics
     cb = PreciseBN(net, Loader(batches), num_batches=2, finetune="last_layer", eval_interval=1,
-                   ckpt_interval=1, has_validation=True, log=lambda *_: None)
-    net.bn.moving_mean.set_data(Tensor(np.full(3, 99.0, np.float32)))
-    cb.on_epoch_end(TrainState(epoch=1, epochs=1))
-    assert np.all(net.bn.moving_mean.asnumpy() == 99.0)
+                   period=1, has_validation=True, log=lambda *_: None)
+    assert epochs_run(cb, 2) == []
+    with pytest.raises(ValueError, match="precise_bn_period must be >= 0"):
+        PreciseBN(net, Loader(batches), num_batches=2, finetune="complete", eval_interval=1, period=-1,
+                  has_validation=True, log=lambda *_: None)
