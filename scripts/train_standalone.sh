@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-process training.
 #   bash scripts/train_standalone.sh                      # the demo: make data, train, evaluate
+#     (DEMO_SEED=N: data seed, default 0; DEMO_DATA / DEMO_OUTPUT: folders)
 #   bash scripts/train_standalone.sh CONFIG DATA_PATH [KEY=VALUE ...] [--device GPU] [--resume auto]
 # DATA_PATH becomes data_loader.{train,eval}.dataset.root; further words go to train.py.
 set -euo pipefail
@@ -8,12 +9,17 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 
 if [ $# -eq 0 ]; then
-  DATA=${DEMO_DATA:-./demo_data}
+  # DEMO_SEED picks the data set (same seed: the same videos on any machine run); the default
+  # folder is per seed, so another seed never silently reuses data made with an earlier one
+  SEED=${DEMO_SEED:-0}
+  if [ "$SEED" = 0 ]; then DATA=${DEMO_DATA:-./demo_data}; else DATA=${DEMO_DATA:-./demo_data_seed$SEED}; fi
   OUT=${DEMO_OUTPUT:-./output/demo}
   start=$(date +%s)
   if [ ! -f "$DATA/train.txt" ]; then
-    echo "== generating the demo data set in $DATA"
-    $PY -m src.tools.make_demo_data "$DATA" --num-train "${DEMO_TRAIN_PER_CLASS:-100}"
+    echo "== generating the demo data set in $DATA (seed $SEED)"
+    $PY -m src.tools.make_demo_data "$DATA" --seed "$SEED" --num-train "${DEMO_TRAIN_PER_CLASS:-100}"
+  else
+    echo "== using the demo data set in $DATA (delete it to regenerate)"
   fi
   echo "== training the demo X3D (src/config/demo.yaml) on CPU"
   $PY train.py --config src/config/demo.yaml --output "$OUT" \

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import mindspore as ms
 
+from .errors import UserError
+
 DEVICES = ("CPU", "GPU", "Ascend")
 
 
@@ -24,40 +26,44 @@ def best_device() -> str:
     return "CPU"
 
 
-def select_device(requested: Optional[str]) -> str:
-    """'auto'/None -> best_device(); otherwise a checked, canonically spelled device name."""
+def select_device(requested: Optional[str], where: str = "context.device_target") -> str:
+    """'auto'/None -> best_device(); otherwise a checked, canonically spelled device name.
+    An unknown name is a one-line user error naming ``where`` (the key or ``--device``)."""
     if requested is None or str(requested).lower() == "auto":
         return best_device()
     for name in DEVICES:
         if str(requested).lower() == name.lower():
             return name
-    raise ValueError(f"context.device_target: expected auto, CPU, GPU or Ascend, got '{requested}'")
+    raise UserError(f"{where}: expected one of auto, CPU, GPU, Ascend (any case), got {str(requested)!r}")
 
 
 def init_context(ctx: Mapping[str, Any], device: Optional[str] = None) -> str:
     """Apply a config's ``context`` section (``device`` from the CLI wins). Returns the device."""
-    target = select_device(device or ctx.get("device_target", "auto"))
+    target = select_device(device, "--device") if device else select_device(ctx.get("device_target", "auto"))
     mode = int(ctx.get("mode", 0))
     if mode not in (0, 1):
         raise ValueError(f"context.mode: expected 0 (graph) or 1 (PyNative), got {mode}")
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE)
     ms.set_device(target, int(ctx.get("device_id", 0)) if target != "CPU" else None)
+    deterministic = set_deterministic(bool(ctx.get("deterministic", False)))
     if target == "CPU":
-        set_cpu_threads(int(ctx.get("cpu_threads", 0)))
+        set_cpu_threads(int(ctx.get("cpu_threads", 0)), deterministic=deterministic)
     seed_everything(int(ctx.get("seed", 0)))
     return target
 
 
-def set_cpu_threads(threads: int = 0) -> int:
+def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
     """Intra-op threads of MindSpore's CPU kernels (its default, 25, oversubscribes small machines).
-    0 = the cores this process may use; under msrun the cores are split between local workers."""
+    0 = the cores this process may use; under msrun the cores are split between local workers.
+    ``deterministic``: MindSpore's own kernels get one thread (see :func:`set_deterministic`); the
+    zoo's C++ kernels (convolutions, most of the work) keep ``threads``, split the same way every run."""
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none)
         local = int(os.environ.get("X3D_LOCAL_WORKERS", os.environ.get("MS_WORKER_NUM", "1")) or 1)
         threads = max(1, cores // max(1, local))
     try:
-        ms.device_context.cpu.op_tuning.threads_num(threads)
+        ms.device_context.cpu.op_tuning.threads_num(1 if deterministic else threads)
     except RuntimeError:  # already set in this process (it may be set once)
         pass
     # the C++ kernels' workers, unless set: the same share of the cores (their pool reads this at
@@ -65,6 +71,38 @@ def set_cpu_threads(threads: int = 0) -> int:
     if not os.environ.get("X3D_KERNEL_THREADS") and not os.environ.get("OMP_NUM_THREADS"):
         os.environ["X3D_KERNEL_THREADS"] = str(threads)
     return threads
+
+
+def set_deterministic(on: bool) -> bool:
+    """``context.deterministic``: ``mindspore.set_deterministic(on)`` (once per process) and, on CPU,
+    one thread for MindSpore's own kernels (:func:`set_cpu_threads`).
+
+    Why the thread: MindSpore's CPU Dropout kernel fills its mask from one ``std::default_random_engine``
+    shared by the tasks of ``ParallelLaunchAutoSearch``. That helper times the kernel's first launches
+    (5 launches each at 1, 2, 4 ... tasks) and keeps the fastest split, so from the 6th training step
+    on two threads draw from one generator at once: which thread gets which numbers, and which split
+    wins, depend on wall-clock time (a progress bar, ``log_interval``, other processes). The mask, and
+    so the weights, changed from run to run. ``mindspore.set_deterministic`` alone does not change
+    that on CPU (measured: masks still differed); with one MindSpore thread every launch is one task
+    drawing in order. Returns the setting in force (MindSpore allows one setting per process)."""
+    global _DETERMINISTIC
+    on = bool(on)
+    if _DETERMINISTIC is None:
+        if not on:
+            return False  # MindSpore's default; left unconfigured so a later call can still turn it on
+        try:
+            ms.set_deterministic(on)
+        except RuntimeError:  # set by other code in this process: its value is not readable back
+            return on
+        _DETERMINISTIC = on
+    elif _DETERMINISTIC != on:
+        import warnings
+        warnings.warn(f"context.deterministic={on} ignored: this process already runs with "
+                      f"deterministic={_DETERMINISTIC} (MindSpore allows one setting per process)")
+    return _DETERMINISTIC
+
+
+_DETERMINISTIC: Optional[bool] = None  # what set_deterministic applied in this process
 
 
 def seed_everything(seed: int) -> None:

@@ -31,3 +31,17 @@ def test_an_explicit_count_and_the_users_variables_win(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     set_cpu_threads(1)
     assert "X3D_KERNEL_THREADS" not in os.environ  # the kernels read OMP_NUM_THREADS themselves
+
+
+def test_deterministic_keeps_the_kernel_threads_and_is_a_config_key(monkeypatch):
+    """``context.deterministic`` serialises MindSpore's own CPU kernels only (its Dropout shares one
+    generator between parallel tasks); the zoo's C++ kernels keep the process's share of the cores."""
+    from src.config import load_config
+    from src.context import set_deterministic
+
+    monkeypatch.delenv("X3D_KERNEL_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert set_cpu_threads(2, deterministic=True) == 2 and os.environ["X3D_KERNEL_THREADS"] == "2"
+    assert set_deterministic(False) is False  # the default leaves MindSpore's setting untouched
+    cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "config", "demo.yaml"))
+    assert cfg.context.deterministic is True

@@ -115,17 +115,25 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
 
 
 def encode_mp4(path: str, frames: np.ndarray, fps: int = 25, crf: int = 20) -> None:
-    """H.264 (yuv420p, single-threaded for byte-identical output) via PyAV."""
+    """H.264 (yuv420p) via PyAV, with everything that could depend on the process pinned: one
+    encoder thread and no lookahead/slice threads (x264's output depends on its thread layout),
+    the RGB -> YUV conversion done by one single-threaded swscale call per frame, explicit
+    timestamps. Same frames -> same bytes, in any process (tests/tools/test_data_tools.py)."""
     import av
 
     h, w = frames.shape[1:3]
     with av.open(path, "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": str(crf), "threads": "1"}
-        stream.thread_count = 1
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        stream.options = {"preset": "veryfast", "crf": str(crf), "threads": "1",
+                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
+        for t, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            frame = frame.reformat(format="yuv420p", threads=1)
+            frame.pts = t
+            for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
