@@ -59,3 +59,13 @@ def test_bad_option_is_a_usage_error_with_exit_2():
     proc = _run("eval.py", ["--config", CFG, "--ckpt", "x.ckpt", "--no-such-flag"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "unrecognized arguments: --no-such-flag" in proc.stderr
+
+
+@pytest.mark.parametrize("args,line", [
+    (["train.epochs=1.5"], "error: train.epochs: expected int >= 1, got 1.5 (from override 'train.epochs=1.5')"),
+    (["--device", "foo"], "error: --device: expected one of auto, CPU, GPU, Ascend (any case), got 'foo'"),
+])
+def test_a_bad_value_in_a_real_process_is_one_line_exit_2(args, line):
+    proc = _run("train.py", ["--config", CFG] + args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")] == [line]

@@ -33,15 +33,26 @@ class ConfigError(UserError, ValueError):
 
 def read_yaml(path: str) -> Dict[str, Any]:
     """``yaml.safe_load`` a mapping; errors name the file."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a directory, not a config file")
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: config file not found")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark else ""
-            raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or type(e).__name__})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                          f"save the config as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -124,14 +135,19 @@ def _chain(path: str, seen: Optional[List[str]] = None) -> List[tuple]:
 
 
 def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = True) -> ConfigDict:
-    """Defaults <- ``_base_`` chain <- ``path`` <- dotted overrides, checked against the schema;
-    then the clip geometry is resolved against the model (``resolve=False`` skips that)."""
+    """Defaults <- ``_base_`` chain <- ``path`` <- dotted overrides, checked against the schema
+    (keys, then types and ranges: ``schema.py``; components only with ``resolve``); then the clip geometry is resolved against the model (``resolve=False`` skips that)."""
+    from .schema import check_config, record_origin
     cfg = read_yaml(DEFAULTS)
+    origin: Dict[str, str] = {}  # dotted path -> the file or override that set it (for messages)
     for file, data in _chain(path):
         cfg = _merge(cfg, data, "", file)
+        record_origin(origin, data, file)
     for text in overrides:
         key, value = parse_override(text)
         cfg = _merge(cfg, _nest(key, value), "", f"override '{text}'")
+        record_origin(origin, _nest(key, value), f"override '{text}'")
+    check_config(cfg, origin, components=resolve)  # types and ranges (src/config/schema.py)
     if resolve:
         from .geometry import resolve_geometry
         cfg = resolve_geometry(cfg)

@@ -11,8 +11,11 @@ strict: leftovers on either side or a shape mismatch stop it with one line namin
 written checkpoint carries the model's input convention (its resolved config with channel order,
 value range, mean and std) so eval and infer apply it.
 
-PyTorch is needed only here, to read the file (``torch.load(weights_only=True)``: no code from a
-downloaded file runs); it is not a runtime dependency. ``--verify`` (layouts with a run-time
+PyTorch is needed only here, to read the file; it is not a runtime dependency. No code from a
+downloaded file runs: the pickle's opcodes are listed first (:mod:`pickletools`, which executes
+nothing) and a file naming anything but torch's tensor rebuilders and plain containers is refused
+("holds Python objects other than tensors; refusing to unpickle it"), then it is read with
+``torch.load(weights_only=True)``. ``--verify`` (layouts with a run-time
 reference: X3D via pytorchvideo) runs the reference and the converted model on the same random
 clip (logits, eval mode), prints ``max_abs_diff: X`` and writes nothing above 1e-4.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -43,6 +47,89 @@ def import_torch() -> Any:
     return torch
 
 
+# the non-torch globals torch.load(weights_only=True) accepts by default
+SAFE_GLOBALS = ("collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.complex",
+                "builtins.bytearray", "_codecs.encode")
+
+
+def _allowed_global(name: str) -> bool:
+    """Globals a tensor checkpoint may name: torch's (its weights-only unpickler then checks which)
+    and plain containers."""
+    return name in SAFE_GLOBALS or name.split(".", 1)[0] == "torch"
+
+
+_PICKLE_STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
+                   "BINSTRING", "STRING")
+
+
+def _globals_of(stream: Any) -> Tuple[List[str], bool]:
+    """``(module.name of every GLOBAL / STACK_GLOBAL, ended cleanly)`` of the next pickle in
+    ``stream``, read with :mod:`pickletools` (which decodes opcodes and runs nothing)."""
+    import pickletools
+    found: List[str] = []
+    recent: List[Optional[str]] = []  # the last two strings pushed (STACK_GLOBAL's module and name)
+    memo: Dict[Any, Optional[str]] = {}  # memo slot -> its string (None: something else)
+    last: Optional[str] = None  # the string the previous opcode pushed, if it pushed one
+    try:
+        for op, arg, _ in pickletools.genops(stream):
+            pushed: Optional[str] = None
+            if op.name in _PICKLE_STRINGS:
+                pushed = str(arg)
+                recent = (recent + [pushed])[-2:]
+            elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[arg] = last
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = last
+            elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+                pushed = memo.get(arg)
+                recent = (recent + [pushed])[-2:]
+            elif op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(recent) == 2 and None not in recent:
+                found.append(f"{recent[0]}.{recent[1]}")
+            if op.name not in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+                last = pushed
+        return found, True
+    except Exception:  # not (or no longer) a pickle: torch.load judges the rest
+        return found, False
+
+
+def pickle_globals(path: str) -> Tuple[List[str], bool]:
+    """``(names, is_pickle)``: the importable names (``module.name``) the pickles of a torch file
+    refer to (the zip format's ``data.pkl``, or the legacy format's leading pickles: magic,
+    protocol, system info, the object), and whether its first pickle decodes to the end."""
+    import zipfile
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not pkl:
+                    return [], False
+                with zf.open(pkl[0]) as f:
+                    return _globals_of(f)
+        found: List[str] = []
+        first = True
+        with open(path, "rb") as f:
+            for i in range(5):
+                names, clean = _globals_of(f)
+                found += names
+                first = first and (clean or i > 0)
+                if not clean:
+                    break
+        return found, first
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return [], False
+
+
+def _refusal_detail(e: BaseException) -> str:
+    """The informative line of a torch.load error, without its advice to load with weights_only=False
+    (which would run whatever code the file holds)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "weights_only" not in ln and not ln.startswith("Check the documentation")
+              and not ln.startswith("Please file an issue")]
+    return (useful[0] if useful else type(e).__name__)[:200]
+
+
 def load_torch_state(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """Read a ``.pyth`` with ``weights_only=True``; returns ``(state as numpy, other entries)``.
 
@@ -52,12 +139,24 @@ def load_torch_state(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such checkpoint file")
     torch = import_torch()
+    names, is_pickle = pickle_globals(path)
+    foreign = [g for g in names if not _allowed_global(g)]
+    if foreign:  # refused before torch sees it: the message names what the file would have run
+        raise UserError(f"{path}: holds Python objects other than tensors ({', '.join(foreign[:3])}); "
+                        f"refusing to unpickle it (a checkpoint to convert holds only tensors, numbers, "
+                        f"strings and containers)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled code refused by weights_only ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:
+        if not is_pickle:  # random bytes, a truncated legacy file
+            raise UserError(f"{path}: cannot read it as a torch checkpoint (truncated or corrupt?): "
+                            f"{_refusal_detail(e)}") from None
+        # a well-formed pickle that torch's tensor-only unpickler refused
+        raise UserError(f"{path}: torch's tensor-only reader refused it ({_refusal_detail(e)}); "
+                        f"refusing to unpickle it with a less strict one") from None
+    except Exception as e:  # truncated zip, random bytes ...
         raise UserError(f"{path}: cannot read it as a torch checkpoint (truncated or corrupt?): "
-                        f"{reason[:200]}") from None
+                        f"{_refusal_detail(e)}") from None
     if not isinstance(obj, Mapping):
         raise UserError(f"{path}: expected a dict with 'model_state' or 'state_dict' (or a state dict), got {type(obj).__name__}")
     extra: Dict[str, Any] = {}

@@ -159,3 +159,37 @@ def test_geometry_follows_model_overrides():
 def test_override_into_a_list_element_is_refused():
     with pytest.raises(ConfigError, match=r"'data_loader.train.map.operations' is a list: give the whole list"):
         load_config(os.path.join(CONFIG_DIR, "x3d_xs.yaml"), ["data_loader.train.map.operations.0.size=100"])
+
+
+# ----------------------------------------------------------------------------- unreadable files
+def test_unreadable_config_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"train:\n  epochs: 3 \xff\n")  # 0xff at offset 7 + 12 = 19
+    with pytest.raises(ConfigError) as e:
+        load_config(str(bad))
+    assert str(e.value) == f"{bad}: not a UTF-8 text file (byte 0xff at offset 19); save the config as UTF-8"
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path))
+    assert str(e.value) == f"{tmp_path}: is a directory, not a config file"
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: bad.yaml\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not a UTF-8 text file"):
+        load_config(str(child))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux /proc")
+def test_a_file_that_fails_to_read_is_a_one_line_error():
+    # /proc/self/mem is a regular file whose read at offset 0 fails (EIO): a real read error
+    with pytest.raises(ConfigError) as e:
+        load_config("/proc/self/mem")
+    assert str(e.value) == "/proc/self/mem: cannot read the config file (Input/output error)"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files without permission")
+def test_a_file_without_read_permission_is_a_one_line_error(tmp_path):
+    path = tmp_path / "secret.yaml"
+    path.write_text("train: {epochs: 3}\n")
+    path.chmod(0)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    assert str(e.value) == f"{path}: cannot read the config file (Permission denied)"

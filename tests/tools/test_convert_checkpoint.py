@@ -248,22 +248,55 @@ def test_truncated_corrupt_missing_and_unknown_files(pv_file, tmp_path, capsys):
 
 
 class _Payload:
-    """Pickles to a call that would create a marker file if it were ever executed."""
+    """Pickles to ``os.system(command)``: a shell command that writes a marker file if it is ever run."""
 
     def __init__(self, marker):
-        self.marker = marker
+        self.command = f"echo ran > {marker}"
 
     def __reduce__(self):
-        return (open, (self.marker, "w"))
+        return (os.system, (self.command,))
 
 
-def test_files_are_read_with_weights_only(tmp_path, capsys):
+def _save_evil(fmt, payload, path):
+    state = {"model_state": {"blocks.0.conv.conv_t.weight": torch.zeros(1), "x": payload}}
+    if fmt == "zip":
+        torch.save(state, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    elif fmt == "legacy":
+        torch.save(state, path, _use_new_zipfile_serialization=False)
+    else:  # a bare pickle, protocol 0 (text) or the default
+        path.write_bytes(pickle.dumps(state, protocol=0 if fmt == "pickle0" else pickle.DEFAULT_PROTOCOL))
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle0", "pickle"])
+def test_a_pickle_that_would_run_code_is_refused_unrun_without_weights_only_advice(fmt, tmp_path, capsys):
     marker = tmp_path / "executed"
-    src = tmp_path / "evil.pyth"
-    torch.save({"model_state": {"x": _Payload(str(marker))}}, src, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    code, _, err = run(capsys, *cli_args(src, tmp_path / "o.ckpt"))
-    assert code == 2 and "cannot read it as a torch checkpoint" in err
+    payload = _Payload(marker)
+    # the payload is real: unpickling it without restrictions runs the command (checked, then undone)
+    pickle.loads(pickle.dumps(payload))
+    assert marker.read_text() == "ran\n"
+    marker.unlink()
+    src = tmp_path / f"evil.{fmt}.pyth"
+    _save_evil(fmt, payload, src)
+    code, out, err = run(capsys, *cli_args(src, tmp_path / "o.ckpt"))
     assert not marker.exists()
+    assert code == 2 and out == ""
+    system = os.system.__module__ + ".system"  # posix.system on Linux
+    assert err == (f"error: {src}: holds Python objects other than tensors ({system}); refusing to unpickle it "
+                   f"(a checkpoint to convert holds only tensors, numbers, strings and containers)\n")
+    assert "weights_only" not in err and "corrupt" not in err
+    assert not (tmp_path / "o.ckpt").exists()
+
+
+def test_a_pickle_torch_refuses_is_named_as_refused_without_weights_only_advice(tmp_path, capsys):
+    # no code in it, but a pickle feature (protocol 4 framing in a bare pickle) that torch's
+    # tensor-only unpickler does not take: the refusal is reported, not the advice to lift it
+    src = tmp_path / "plain.pyth"
+    src.write_bytes(pickle.dumps({"model_state": {"x": 1}}, protocol=4))
+    code, _, err = run(capsys, *cli_args(src, tmp_path / "o.ckpt"))
+    assert code == 2
+    assert err.startswith(f"error: {src}: torch's tensor-only reader refused it (")
+    assert err.endswith("); refusing to unpickle it with a less strict one\n")
+    assert "weights_only" not in err and err.count("\n") == 1
 
 
 def test_missing_torch_is_one_clear_line(pv_file, tmp_path, capsys, monkeypatch):
