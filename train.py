@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     progress = ProgressLogger(log_interval=tc.log_interval, progress_bar=bool(tc.progress_bar) and main_rank,
                               loader=train_loader, log_file=os.path.join(out, "train.log") if main_rank else None,
                               quiet=not main_rank)  # under msrun only rank 0 prints step/epoch lines
-    callbacks = [progress]
+    callbacks = []
     if main_rank:
         callbacks += [PreciseBN(net, train_loader, num_batches=tc.precise_bn_batches, finetune=tc.finetune,
                                 eval_interval=tc.eval_interval, period=tc.precise_bn_period,
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                       CheckpointSaver(step_cell, out, interval=tc.ckpt_interval, keep=tc.keep_checkpoint_max,
                                       config_yaml=config_yaml, class_names=classes, log=progress.log),
                       MetricsWriter(out, log_interval=tc.log_interval)]
+    callbacks.append(progress)  # last: its epoch summary shows the validation just run
     say(f"device {device}, {group} process(es), {cfg.model.type}: {count_params(net):,} trainable parameters "
         f"({len(params):,} tensors optimised, finetune={tc.finetune}); {train_loader.num_samples} clips/shard, "
         f"{steps} steps/epoch of {global_batch} clips, {tc.epochs} epochs")

@@ -52,6 +52,11 @@ def test_training_writes_everything_and_follows_the_schedule(reference_run):
                          "eta_min": 0.0}, LR_SCHEDULES, epochs=EPOCHS, steps_per_epoch=STEPS)
     np.testing.assert_allclose([steps[s]["lr"] for s in sorted(steps)], lr, rtol=1e-6)
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and all("val_top1" in e for e in epochs)
+    # every epoch summary shows that epoch's validation (eval_interval 1), with metrics.jsonl's value
+    summaries = [l for l in r.stdout.splitlines() if " done in " in l]
+    assert [l.split("/")[0] for l in summaries] == ["epoch 1", "epoch 2", "epoch 3"]
+    for line, e in zip(summaries, epochs):
+        assert f"val top-1 {100 * e['val_top1']:.2f}%" in line, line
     params, meta = read_checkpoint(os.path.join(out, "last.ckpt"))
     assert meta["epoch"] == EPOCHS and meta["global_step"] == EPOCHS * STEPS
     assert meta["class_names"] == ["0", "1", "2"] or len(meta["class_names"]) == 3
