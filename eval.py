@@ -2,10 +2,13 @@
 
     python eval.py --config CFG --ckpt PATH [--output DIR] [--device CPU|GPU|Ascend] [KEY=VALUE ...]
 
-Views: ``infer.num_clips`` clips spaced uniformly over each video x ``infer.num_crops`` crops
+Views: ``eval.num_clips`` clips spaced uniformly over each video x ``eval.num_crops`` crops
 (1 = centre; 3 = left/centre/right, or top/centre/bottom for portrait video) of
-``infer.crop_size`` from frames resized to short side ``infer.short_side``; 10 x 3 = the
-references' "30-view" test. Each view's output is made class probabilities (X3D's head already
+``eval.crop_size`` from frames resized to short side ``eval.short_side``; 10 x 3 = the
+references' "30-view" test. The ``eval`` section is eval.py's own; a null key there takes the
+``infer`` value (the section that drove eval.py before; a deprecation note says when a config
+relies on that, see ``src/config/sections.py``). Short side and crop left null everywhere are the
+model record's (``src/config/geometry.py``: ``resolve_data_config``). Each view's output is made class probabilities (X3D's head already
 returns them; the Efficient-3DCNNs logits get a softmax per view, as their test.py does) and the
 views are averaged per video. Writes ``eval_results.json`` (metrics, per-class accuracy, confusion matrix,
 each video's top-5) and ``confusion_matrix.png`` to the output folder.
@@ -36,7 +39,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--video-level", action="store_true",
                    help="the Efficient-3DCNNs video accuracy: every consecutive non-overlapping clip of each "
                         "video (centre crop), probabilities averaged per video (frame folders and video files; "
-                        "same as infer.video_level=true)")
+                        "same as eval.video_level=true)")
     return parse_with_overrides(p, argv)
 
 
@@ -51,35 +54,43 @@ def run(args: argparse.Namespace) -> int:
     from src.engine.evaluate import score_loader
     from src.engine.inference import load_inference_model
     from src.engine.metrics import classification_metrics
+    from src.outputs import remove_partials
 
-    cfg = config_from_args(args)
+    notes: List[str] = []
+    cfg = config_from_args(args, eval_notes=notes)
+    for note in notes:  # eval.* taken from infer.* (deprecated), or infer.* overrides not used
+        print(f"note: {note}", file=sys.stderr, flush=True)
     out = args.output or os.path.join(cfg.train.output_dir, "eval")
     os.makedirs(out, exist_ok=True)
+    remove_partials(out)  # what an earlier run that was killed or hit a full disk left half-written
     init_context(cfg.context, args.device)
 
-    inf = cfg.infer
-    video_level = bool(args.video_level or inf.video_level)
-    num_crops = inf.num_crops
+    ev = cfg.eval  # eval.py's own section (null keys were filled from infer when the config was read)
+    video_level = bool(args.video_level or ev.video_level)
+    num_clips, num_crops = int(ev.num_clips), int(ev.num_crops)
     if video_level:  # consecutive windows of each video, one centre crop each (the reference's test)
         from src.data import with_video_protocol
         cfg.data_loader.eval.dataset = with_video_protocol(cfg.data_loader.eval.dataset)
         num_crops = 1
-    loader = create_loader(cfg, "eval", output_dir=out, num_clips=None if video_level else inf.num_clips,
-                           num_crops=num_crops, short_side=inf.short_side, crop_size=inf.crop_size,
-                           batch_size=inf.batch_size)
-    model = load_inference_model(cfg, ckpt=args.ckpt)  # eval mode, BatchNorm folded (infer.fold_bn)
+    # eval mode, BatchNorm folded (eval.fold_bn); its data config: the model record's test clip
+    # with the config's values over it (eval.short_side / eval.crop_size)
+    model = load_inference_model(cfg, ckpt=args.ckpt, fold_bn=bool(ev.fold_bn), batch_size=int(ev.batch_size),
+                                 section="eval")
+    short_side, crop_size = model.data_config.short_side, model.data_config.crop_size
+    # one class list per run: the checkpoint's (a training checkpoint's label map), so the data's
+    # labels are indices of the network's outputs; a label it lacks is an error naming the row.
+    # Converted weights carry none: the data set's own list
+    loader = create_loader(cfg, "eval", output_dir=out, num_clips=None if video_level else num_clips,
+                           num_crops=num_crops, short_side=short_side, crop_size=crop_size,
+                           batch_size=int(ev.batch_size), class_names=model.class_names or None)
     names = list(loader.class_names)
-    trained = model.class_names
-    if trained and trained != names:
-        print(f"warning: {args.ckpt} was trained with classes {trained[:5]}... but the data set "
-              f"lists {names[:5]}...; using the data set's order", file=sys.stderr)
 
     if video_level:
         print(f"evaluating {args.ckpt} video-level: {loader.num_videos} consecutive clips (centre crop "
-              f"{inf.crop_size} of short side {inf.short_side}), averaged per video", flush=True)
+              f"{crop_size} of short side {short_side}), averaged per video", flush=True)
     else:
         print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
-              f"({inf.num_clips} clips x {num_crops} crops, short side {inf.short_side}, crop {inf.crop_size})",
+              f"({num_clips} clips x {num_crops} crops, short side {short_side}, crop {crop_size})",
               flush=True)
     t0 = time.perf_counter()
     agg = score_loader(model.net, loader, eval_output=model.eval_output, progress=not args.no_progress, desc="eval")
@@ -100,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     results: Dict[str, Any] = {
         "checkpoint": os.path.abspath(args.ckpt),
         "config": os.path.abspath(args.config),
-        "views": {"num_clips": "all consecutive" if video_level else int(inf.num_clips), "num_crops": int(num_crops),
-                  "short_side": int(inf.short_side), "crop_size": int(inf.crop_size)},
+        "views": {"num_clips": "all consecutive" if video_level else num_clips, "num_crops": int(num_crops),
+                  "short_side": int(short_side), "crop_size": int(crop_size)},
         "protocol": "video-level (consecutive clips)" if video_level else "multi-view",
         **metrics,  # its num_videos counts the scored videos; the listed count follows
         "num_videos": int(num_videos), "num_videos_scored": int(len(video_ids)),
@@ -117,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
           f"mean class accuracy: {100 * metrics['mean_class_accuracy']:.2f}%  "
           f"over {len(video_ids)} scored videos ({seconds:.1f} s)")
     if failed:
+        where = f", reasons in {loader.bad_files_path}" if os.path.isfile(loader.bad_files_path) else ""
         print(f"{len(failed)} of {num_videos} videos could not be decoded and are not scored "
-              f"(failed_videos in eval_results.json, reasons in {loader.bad_files_path})")
+              f"(failed_videos in eval_results.json{where})")
     worst = sorted(((a, n) for n, a in metrics["per_class_accuracy"].items() if a is not None))[:5]
     print("lowest per-class accuracy: " + ", ".join(f"{n} {100 * a:.1f}%" for a, n in worst))
     print(f"wrote {os.path.join(out, 'eval_results.json')} and {os.path.join(out, 'confusion_matrix.png')}")
@@ -146,10 +158,9 @@ def _bad_reasons(path: str) -> Dict[str, str]:
 
 
 def _write_json(obj: Any, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    """Atomically (a full disk: one-line error, no partial file left)."""
+    from src.outputs import atomic_write
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def plot_confusion(cm: np.ndarray, names: Sequence[str], path: str) -> None:
@@ -175,10 +186,11 @@ def plot_confusion(cm: np.ndarray, names: Sequence[str], path: str) -> None:
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (rows normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from src.outputs import atomic_write
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))
+    finally:
+        plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Classify videos with a trained model: top-k per video, sliding-window timelines, live streams.
 
-    python infer.py VIDEO [VIDEO|DIR ...] --config CFG (--ckpt PATH | --mindir PATH)
+    python infer.py VIDEO [VIDEO|DIR ...] (--config CFG --ckpt PATH | [--config CFG] --mindir PATH)
                     [--topk 5] [--window SEC [--stride SEC] [--smooth K] [--threshold P]]
                     [--json OUT] [--label-map FILE] [--save-vis OUT.mp4|OUT.gif]
                     [--vis-short-side N] [--device CPU] [KEY=VALUE ...]
@@ -20,6 +20,10 @@ real time unless ``--no-realtime``) or ``-`` (MPEG-TS/Matroska bytes on stdin). 
 window: its end time, top-k and the latency from its last frame to the printed line; frames are
 dropped (and counted) when a live source outpaces inference. EOF or Ctrl-C ends with a summary
 and exit 0; a stream that breaks mid-way ends with the summary and exit 2.
+
+An exported MINDIR carries its class names and clip geometry (``src.tools.export``), so
+``--mindir FILE`` needs no ``--config`` and no ``--label-map``; a config, when given, overrides
+them (and a file exported for other clips than it gives is refused in one line).
 
 Unreadable files are reported on one stderr line each and the others are still processed; the
 exit code is then 2. Bad arguments, config, weights or an unopenable stream: one ``error:`` line,
@@ -65,7 +69,7 @@ if __name__ == "__main__":
 import mindspore  # noqa: E402,F401  (before any decord import: the reverse order aborts the process)
 
 from src.cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
-from src.config import config_from_args
+from src.config import DEFAULTS, config_from_args, load_config
 from src.context import init_context
 from src.data import VIDEO_EXTENSIONS, VideoDecodeError
 from src.engine.predict import VideoPredictor
@@ -76,7 +80,8 @@ from src.errors import UserError
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = ArgumentParser(prog="infer.py", description=__doc__.split("\n")[0])
     p.add_argument("videos", nargs="*", metavar="VIDEO|DIR", help="video files or folders (searched recursively)")
-    add_config_args(p)
+    add_config_args(p, required=False, help="YAML config (e.g. src/config/x3d_xs.yaml); optional with --mindir: "
+                                            "the file's own metadata gives the clips and class names")
     weights = p.add_mutually_exclusive_group(required=True)
     weights.add_argument("--ckpt", help="MindSpore checkpoint (e.g. output/demo/last.ckpt)")
     weights.add_argument("--mindir", help="exported MINDIR graph (python -m src.tools.export)")
@@ -111,6 +116,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=10.0, help="--stream URL: seconds to wait for data (default 10)")
     p.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (default: context.device_target)")
     args = parse_with_overrides(p, argv)
+    if args.config is None and args.mindir is None:
+        p.error("--config is required with --ckpt")
     if args.stream is None and not args.videos:
         p.error("give VIDEO files/folders or --stream SOURCE")
     if args.stream is not None and args.videos:
@@ -268,9 +275,13 @@ def save_vis(path: str, out: str, r: Dict[str, Any], frames: Any, short_side: Op
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    if args.config is None:  # --mindir alone: defaults + overrides; the file's metadata gives the clips
+        cfg = load_config(DEFAULTS, list(args.overrides), resolve=False)
+    else:
+        cfg = config_from_args(args)
     init_context(cfg.context, args.device)
-    predictor = VideoPredictor(cfg, ckpt=args.ckpt, mindir=args.mindir, label_map=args.label_map)
+    predictor = VideoPredictor(cfg, ckpt=args.ckpt, mindir=args.mindir, label_map=args.label_map,
+                               config_data=args.config is not None)
     topk = args.topk if args.topk is not None else int(cfg.infer.get("topk", 5))
     window = args.window if args.window is not None else float(cfg.infer.get("window_seconds", 0.0) or 0.0)
     if args.stream is not None:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from src.engine.trainer import (CheckpointSaver, MetricsWriter, PreciseBN, ProgressLogger, TrainState,
                                     TrainStep, Validation, fit)
     from src.models import build_model, count_params
+    from src.outputs import remove_partials
     from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
 
     cfg = config_from_args(args)
@@ -56,12 +57,17 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
     say = print if main_rank else (lambda *a, **k: None)
+    if main_rank:  # partial files of a run that was killed or hit a full disk (they may fill it still)
+        for path in remove_partials(out):
+            say(f"removed the partial file {path} of an earlier run")
 
-    # ---- data (train sharded by rank; validation on rank 0 over the whole eval split)
+    # ---- data (train sharded by rank; validation on rank 0 over the whole eval split, with the
+    # train split's class list: a label it lacks stops here, before training)
     train_loader = create_loader(cfg, "train", num_shards=group, shard_id=rank, output_dir=out,
                                  seed=cfg.context.seed)
-    val_loader = create_loader(cfg, "eval", output_dir=out) if main_rank and tc.eval_interval > 0 else None
     classes = train_loader.class_names
+    val_loader = (create_loader(cfg, "eval", output_dir=out, class_names=classes)
+                  if main_rank and tc.eval_interval > 0 else None)
     if cfg.model.num_classes != len(classes):
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the training data set has "
                           f"{len(classes)} classes; set model.num_classes={len(classes)}")

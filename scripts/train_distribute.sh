@@ -21,7 +21,7 @@ MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 MASTER_PORT=${MASTER_PORT:-8118}
 LOG_DIR=${LOG_DIR:-./output/msrun_logs}
 mkdir -p "$LOG_DIR"
-export X3D_LOCAL_WORKERS=$WORKERS   # CPU threads are split between the local processes
+export VIDEO_ZOO_LOCAL_WORKERS=$WORKERS   # CPU threads are split between the local processes
 echo "msrun: $NUM_NODES node(s) x $WORKERS worker(s), this node $NODE_RANK, master $MASTER_ADDR:$MASTER_PORT, logs in $LOG_DIR"
 exec msrun --worker_num=$((WORKERS * NUM_NODES)) --local_worker_num="$WORKERS" \
     --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" --node_rank="$NODE_RANK" \

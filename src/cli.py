@@ -49,10 +49,12 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: Optional[Sequenc
     return args
 
 
-def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = None) -> None:
-    """``--config`` (YAML) plus the documented override syntax (parsed by parse_with_overrides)."""
-    parser.add_argument("--config", default=default, required=default is None,
-                        help="YAML config (e.g. src/config/x3d_xs.yaml)")
+def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = None, *,
+                    required: Optional[bool] = None, help: Optional[str] = None) -> None:
+    """``--config`` (YAML) plus the documented override syntax (parsed by parse_with_overrides).
+    ``required`` defaults to ``default is None``."""
+    parser.add_argument("--config", default=default, required=(default is None) if required is None else required,
+                        help=help or "YAML config (e.g. src/config/x3d_xs.yaml)")
     parser.epilog = ((parser.epilog + "\n") if parser.epilog else "") + (
         "Config overrides: dotted KEY=VALUE words anywhere on the command line "
         "(optionally after --set), e.g. train.epochs=5 data_loader.train.batch_size=8")

@@ -1,26 +1,52 @@
 """MindSpore context set-up shared by every entry point: device choice, mode, seed."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 import mindspore as ms
 
+from . import envvars
 from .errors import UserError
 
 DEVICES = ("CPU", "GPU", "Ascend")
 
 
+@contextlib.contextmanager
+def mindspore_warnings_off() -> Iterator[None]:
+    """Hide MindSpore's Python-side warnings inside the block, for calls whose outcome we check
+    ourselves (device probes: a missing GPU/Ascend plugin is expected on a CPU machine; a resume
+    that deliberately skips the learning-rate parameter). Errors still show; everything outside
+    the block is untouched."""
+    try:
+        from mindspore import log as ms_log
+        logger: Optional[logging.Logger] = ms_log._get_logger()
+    except Exception:  # another MindSpore layout: leave its logging alone
+        logger = None
+    old = logger.level if logger is not None else None
+    if logger is not None:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        if logger is not None:
+            logger.setLevel(old)
+
+
 def best_device() -> str:
-    """GPU if MindSpore sees one, then Ascend, else CPU."""
+    """GPU if MindSpore sees one, then Ascend, else CPU (the probes' plugin warnings hidden: on a
+    machine without the device they are the expected outcome, not news)."""
     try:
         from mindspore import device_context
-        if device_context.gpu.is_available():
-            return "GPU"
-        if device_context.ascend.is_available():
-            return "Ascend"
+        with mindspore_warnings_off():
+            if device_context.gpu.is_available():
+                return "GPU"
+            if device_context.ascend.is_available():
+                return "Ascend"
     except Exception:  # availability probes differ between wheels; CPU always works
         pass
     return "CPU"
@@ -60,7 +86,7 @@ def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none)
-        local = int(os.environ.get("X3D_LOCAL_WORKERS", os.environ.get("MS_WORKER_NUM", "1")) or 1)
+        local = int(envvars.getenv(envvars.LOCAL_WORKERS) or os.environ.get("MS_WORKER_NUM", "1") or 1)
         threads = max(1, cores // max(1, local))
     try:
         ms.device_context.cpu.op_tuning.threads_num(1 if deterministic else threads)
@@ -68,8 +94,8 @@ def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
         pass
     # the C++ kernels' workers, unless set: the same share of the cores (their pool reads this at
     # first use), so two ranks on a 2-core machine do not run four busy kernel threads
-    if not os.environ.get("X3D_KERNEL_THREADS") and not os.environ.get("OMP_NUM_THREADS"):
-        os.environ["X3D_KERNEL_THREADS"] = str(threads)
+    if not envvars.getenv(envvars.KERNEL_THREADS) and not os.environ.get("OMP_NUM_THREADS"):
+        os.environ[envvars.KERNEL_THREADS] = str(threads)
     return threads
 
 

@@ -103,11 +103,13 @@ def build_from_cfg(cfg: Mapping, registry: Registry, where: str = "", **runtime_
     name = args.pop("type")
     builder = registry.get(name)
     args.update(runtime_args)
-    _check_kwargs(builder, args, label, name)
+    check_kwargs(builder, args, label, name)
     return builder(**args)
 
 
-def _check_kwargs(builder: Callable, args: Mapping[str, Any], label: str, name: str) -> None:
+def check_kwargs(builder: Callable, args: Mapping[str, Any], label: str, name: str) -> None:
+    """Refuse keys ``builder`` does not accept (one line naming them, a close match and the accepted
+    ones); builders taking ``**kwargs`` accept anything."""
     try:
         sig = inspect.signature(builder)
     except (TypeError, ValueError):

@@ -16,7 +16,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaldata")
     data = make_tiny_dataset(str(root / "data"), num_classes=3, per_class=1, num_val=2)
     cfg = tiny_config(str(root / "cfg.yaml"), data, extra={
-        "infer": {"num_clips": 2, "num_crops": 3, "short_side": 32, "crop_size": 32, "batch_size": 4}})
+        "eval": {"num_clips": 2, "num_crops": 3, "short_side": 32, "crop_size": 32, "batch_size": 4}})
     ms.set_device("CPU")
     net = build_model(load_config(cfg).model)
     rng = np.random.default_rng(0)  # non-trivial BN statistics, so folding them changes the weights
@@ -55,13 +55,43 @@ def test_eval_scores_are_the_same_with_and_without_batchnorm_folding(setup):
     for fold in ("true", "false"):
         out = root / f"eval_fold_{fold}"
         r = run_py(["eval.py", "--config", cfg, "--ckpt", ckpt, "--output", str(out), "--no-progress",
-                    f"infer.fold_bn={fold}"])
+                    f"eval.fold_bn={fold}"])
         assert r.returncode == 0, r.stderr[-3000:]
         res = json.load(open(out / "eval_results.json"))
         probs[fold] = {(v["video"], t["label"]): t["prob"] for v in res["videos"] for t in v["top5"]}
     assert probs["true"].keys() == probs["false"].keys() and len(probs["true"]) == 18
     for key, p in probs["false"].items():
         assert probs["true"][key] == pytest.approx(p, abs=1e-5)
+
+
+def test_eval_reads_its_own_section_and_falls_back_to_infer_with_a_note(setup, tmp_path):
+    """eval.* is eval.py's; infer.* drives infer.py. A config that sets the views only under infer
+    (as before eval had a section) still evaluates with them, with one deprecation note; an
+    infer.* override that eval.py does not use (the config sets eval.*) is named in a note."""
+    import yaml
+    root, cfg, ckpt = setup
+    own = yaml.safe_load(open(cfg))
+    old = dict(own, infer={"num_clips": 1, "num_crops": 1, "short_side": 40, "crop_size": 32, "batch_size": 2})
+    del old["eval"]
+    old_cfg = tmp_path / "old.yaml"
+    old_cfg.write_text(yaml.safe_dump(old))
+    r = run_py(["eval.py", "--config", str(old_cfg), "--ckpt", ckpt, "--output", str(tmp_path / "old"), "--no-progress"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: eval.py read infer.num_clips, infer.num_crops, infer.short_side, infer.crop_size, "
+                     "infer.batch_size (deprecated: set eval.num_clips, eval.num_crops, eval.short_side, "
+                     "eval.crop_size, eval.batch_size; eval.py has its own eval: section)"]
+    res = json.load(open(tmp_path / "old" / "eval_results.json"))
+    assert res["views"] == {"num_clips": 1, "num_crops": 1, "short_side": 40, "crop_size": 32}
+    assert "6 videos x 1 views (1 clips x 1 crops, short side 40, crop 32)" in r.stdout
+
+    # the config's own eval section (2 x 3 at 32): infer.* changes nothing for eval.py, and it says so
+    r = run_py(["eval.py", "--config", cfg, "--ckpt", ckpt, "--output", str(tmp_path / "own"), "--no-progress",
+                "infer.num_clips=5"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [line for line in r.stderr.splitlines() if line.startswith("note: ")] == [
+        "note: not used by eval.py: override 'infer.num_clips=5' (eval.num_clips is 2); set eval.* for eval.py"]
+    assert json.load(open(tmp_path / "own" / "eval_results.json"))["views"]["num_clips"] == 2
 
 
 def test_eval_errors_are_one_line(setup):
@@ -128,7 +158,7 @@ def test_video_level_accuracy_averages_consecutive_clips_per_video(tmp_path):
              "depth_factor": 0.5, "head_dim": 16, "dropout_rate": 0.0}
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"context": {"device_target": "CPU"}, "model": model,
-                                   "infer": {"short_side": 32, "crop_size": 32, "batch_size": 2},
+                                   "eval": {"short_side": 32, "crop_size": 32, "batch_size": 2},
                                    "data_loader": {"eval": {"dataset": ds, "map": {"operations": ops},
                                                             "batch_size": 2, "num_parallel_workers": 1}}}))
     ms.set_device("CPU")
@@ -160,7 +190,7 @@ def test_video_level_accuracy_averages_consecutive_clips_per_video(tmp_path):
 
 
 def test_video_level_accuracy_on_video_files(tmp_path):
-    """eval.py --video-level (infer.video_level: true) on a VideoList of real encoded videos: the
+    """eval.py --video-level (eval.video_level: true) on a VideoList of real encoded videos: the
     windows and their frames are worked out by hand, each window's probabilities come from the
     model one clip at a time, and each video's score is their plain mean."""
     import yaml
@@ -180,8 +210,8 @@ def test_video_level_accuracy_on_video_files(tmp_path):
              "depth_factor": 0.5, "head_dim": 16, "dropout_rate": 0.0}
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"context": {"device_target": "CPU"}, "model": model,
-                                   "infer": {"short_side": 32, "crop_size": 32, "batch_size": 2, "num_clips": 3,
-                                             "num_crops": 3, "video_level": True},
+                                   "eval": {"short_side": 32, "crop_size": 32, "batch_size": 2, "num_clips": 3,
+                                            "num_crops": 3, "video_level": True},
                                    "data_loader": {"eval": {"dataset": ds, "map": {"operations": ops},
                                                             "batch_size": 2, "num_parallel_workers": 1}}}))
     ms.set_device("CPU")
@@ -222,3 +252,33 @@ def test_video_level_accuracy_on_video_files(tmp_path):
         assert [t["label"] for t in video["top5"]] == np.argsort(-mean, kind="stable").tolist()
         for t in video["top5"]:
             assert t["prob"] == pytest.approx(mean[t["label"]], abs=1e-5)
+
+
+def test_eval_uses_the_checkpoints_class_list(setup, tmp_path):
+    """A training checkpoint fixes the class list: the data's labels (names from its label map)
+    are looked up in it, so a data set whose label map lists the classes in another order is
+    scored against the right outputs; a class the checkpoint lacks is a one-line error."""
+    from src.data.labels import save_label_map
+    from src.engine.checkpoint import save_checkpoint
+    root, cfg, ckpt = setup
+    data = os.path.dirname(load_config(cfg).data_loader.eval.dataset.root + "/")
+    net = build_model(load_config(cfg).model)
+    ms.load_param_into_net(net, ms.load_checkpoint(ckpt))
+    trained = str(tmp_path / "trained.ckpt")
+    save_checkpoint(net, trained, epoch=1, global_step=1, class_names=["c2", "c0", "c1"])
+    save_label_map(["c0", "c1", "c2"], os.path.join(data, "val_map.json"))  # val.txt label k = "ck"
+    out = tmp_path / "eval"
+    r = run_py(["eval.py", "--config", cfg, "--ckpt", trained, "--output", str(out), "--no-progress",
+                f"data_loader.eval.dataset.label_map={os.path.join(data, 'val_map.json')}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.load(open(out / "eval_results.json"))
+    assert res["class_names"] == ["c2", "c0", "c1"]
+    by_name = {v["video"]: v["label"] for v in res["videos"]}
+    # val/cK_i.mp4 has label name "cK": index 0 for c2, 1 for c0, 2 for c1 (written out by hand)
+    expected = {"c0": 1, "c1": 2, "c2": 0}
+    assert by_name and all(by_name[p] == expected[os.path.basename(p)[:2]] for p in by_name), by_name
+    save_checkpoint(net, trained, epoch=1, global_step=1, class_names=["c0", "c1", "cX"])
+    r = run_py(["eval.py", "--config", cfg, "--ckpt", trained, "--output", str(tmp_path / "e2"), "--no-progress",
+                f"data_loader.eval.dataset.label_map={os.path.join(data, 'val_map.json')}"])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "label 'c2'" in lines[0], r.stderr[-2000:]

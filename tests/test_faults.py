@@ -20,12 +20,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY = {"train.py": "train", "infer.py": "infer", "convert": "src.tools.convert_checkpoint"}
 
 
+def _mindir_for(path, dims):
+    """A MINDIR file that declares one input of shape ``dims`` (no graph: the check comes first)."""
+    from mindspore.train import mind_ir_pb2
+    model = mind_ir_pb2.ModelProto()
+    model.graph.input.add().tensor.add().dims.extend(dims)
+    path.write_bytes(model.SerializeToString())
+
+
 def _setup(tmp):
     """The bad files some rows refer to."""
+    _mindir_for(tmp / "x3d_s.mindir", [-1, 3, 13, 160, 160])  # X3D-S clips, dynamic batch
     (tmp / "latin1.yaml").write_bytes("train:\n  output_dir: caf\xe9\n".encode("latin-1"))  # 0xe9 at offset 7 + 14 + 3 = 24
     (tmp / "a_folder.yaml").mkdir()
     (tmp / "float_epochs.yaml").write_text("_base_: %s\ntrain:\n  epochs: 1.5\n" % os.path.join(REPO, CFG))
     (tmp / "bad_device.yaml").write_text("_base_: %s\ncontext:\n  device_target: TPU\n" % os.path.join(REPO, CFG))
+    (tmp / "data").mkdir()
+    (tmp / "data" / "escape.txt").write_text("../../../../../../etc/passwd 0\n")
+    # Kinetics CSVs whose val split has a label the train split lacks; the train files need only exist
+    head = "label,youtube_id,time_start,time_end\n"
+    (tmp / "k" / "annotations").mkdir(parents=True)
+    (tmp / "k" / "annotations" / "train.csv").write_text(head + "abseiling,a,0,10\narchery,b,0,10\n")
+    (tmp / "k" / "annotations" / "val.csv").write_text(head + "archery,c,0,10\nzumba,d,0,10\n")
+    for rel in ("abseiling/a_000000_000010.mp4", "archery/b_000000_000010.mp4"):
+        (tmp / "k" / "train" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "k" / "train" / rel).write_bytes(b"")
 
 
 ROWS = [
@@ -68,12 +87,26 @@ ROWS = [
      "error: --device: expected one of auto, CPU, GPU, Ascend (any case), got 'foo'"),
     ("infer.py", ["{tmp}/v.mp4", "--ckpt", "{tmp}/x.ckpt", "--config", "{cfg}", "--device", "tpu"], 2,
      "error: --device: expected one of auto, CPU, GPU, Ascend (any case), got 'tpu'"),
+    # X3D-XS takes 4 frames, tested at 182 x 182
+    ("infer.py", ["{tmp}/v.mp4", "--mindir", "{tmp}/x3d_s.mindir", "--config", "{cfg}"], 2,
+     "error: {tmp}/x3d_s.mindir: exported for input (3, 13, 160, 160) (C, T, H, W) but the config gives "
+     "(3, 4, 182, 182); export again or pass the config it was exported with"),
     ("train.py", ["--config", "{cfg}", "context.device_target=foo"], 2,
      "error: context.device_target: expected one of 'auto', 'CPU', 'GPU', 'Ascend', got 'foo' "
      "(from override 'context.device_target=foo')"),
     ("train.py", ["--config", "{tmp}/bad_device.yaml"], 2,
      "error: context.device_target: expected one of 'auto', 'CPU', 'GPU', 'Ascend', got 'TPU' "
      "(from {tmp}/bad_device.yaml)"),
+    # data rows, refused while the data sets are built (before the model)
+    ("train.py", ["--config", "{cfg}", "--output", "{tmp}/out",
+                  "data_loader.train.dataset={type: VideoList, root: {tmp}/data, ann_file: escape.txt}"], 2,
+     "error: {tmp}/data/escape.txt:1: path '../../../../../../etc/passwd' escapes the data root {tmp}/data "
+     "(set data_loader.train.dataset.allow_outside_root=true to allow)"),
+    ("train.py", ["--config", "{cfg}", "--output", "{tmp}/out", "data_loader.train.batch_size=1",
+                  "data_loader.train.dataset={type: Kinetics400, root: {tmp}/k, split: train}",
+                  "data_loader.eval.dataset={type: Kinetics400, root: {tmp}/k, split: val}"], 2,
+     "error: {tmp}/k/annotations/val.csv:3: label 'zumba' is not one of the 2 classes of the train split "
+     "(set data_loader.eval.dataset.unknown_labels=skip to skip such rows)"),
     ("convert", ["--src", "{tmp}/evil.pyth", "--out", "{tmp}/o.ckpt", "--config", "{cfg}"], 2,
      "error: {tmp}/evil.pyth: holds Python objects other than tensors (%s.system); refusing to unpickle it "
      "(a checkpoint to convert holds only tensors, numbers, strings and containers)" % os.system.__module__),

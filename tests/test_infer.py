@@ -188,7 +188,7 @@ def test_mindir_matches_checkpoint(setup, tmp_path):
     from_ckpt = VideoPredictor(cfg, ckpt=setup["ckpt"])
     assert from_ckpt.class_names == NAMES
     # a MINDIR with a dynamic batch cannot hold the C++ kernels: export a portable copy of the weights
-    set_default_impl(channelwise="fold", spatial="native", pointwise="native")
+    set_default_impl(channelwise="banded", spatial="native", pointwise="native")
     try:
         portable = build_model(cfg.model)
     finally:
@@ -205,3 +205,157 @@ def test_mindir_matches_checkpoint(setup, tmp_path):
     assert a["clips"] == b["clips"]
     np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
     assert sum(a["probs"]) == pytest.approx(1.0, abs=1e-4)  # probabilities, no second softmax
+
+
+def _export_portable(net, cfg, path, batch):
+    """``net``'s weights in a MINDIR of portable layers, for clips (batch, 3, 4, 32, 32)."""
+    from mindspore import Tensor
+    from src.models import build_model, set_default_impl
+
+    set_default_impl(channelwise="banded", spatial="native", pointwise="native")
+    try:
+        portable = build_model(cfg.model)
+    finally:
+        set_default_impl(channelwise="auto", spatial="auto", pointwise="auto")
+    ms.load_param_into_net(portable, {p.name: p for p in net.get_parameters()}, strict_load=True)
+    portable.set_train(False)
+    ms.export(portable, Tensor(shape=[batch, 3, 4, 32, 32], dtype=ms.float32), file_name=path[: -len(".mindir")],
+              file_format="MINDIR")
+    return path
+
+
+def test_mindir_of_another_clip_geometry_is_one_line_before_running(setup, tmp_path, capsys):
+    import infer
+    from src.cli import run_cli
+
+    mindir = _export_portable(setup["net"], setup["cfg"], str(tmp_path / "m.mindir"), None)
+    video = setup["videos"]["mp4"]
+    # the config's test crop is 48, the file was exported for 32: refused before anything runs
+    assert run_cli(infer.main, [video, "--config", setup["cfg_path"], "--mindir", mindir,
+                                "infer.short_side=48", "infer.crop_size=48"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"error: {mindir}: exported for input (3, 4, 32, 32) (C, T, H, W) but the config gives "
+                   f"(3, 4, 48, 48); export again or pass the config it was exported with\n")
+    assert out == ""
+    # the config it was exported with: the dynamic batch takes the 4-view batches of infer.batch_size
+    assert run_cli(infer.main, [video, "--config", setup["cfg_path"], "--mindir", mindir]) == 0
+    out, err = capsys.readouterr()
+    assert "2 clips x 3 crops of 4 frames" in out and "error" not in err
+
+
+def test_mindir_with_a_fixed_batch_runs_at_that_batch(setup, tmp_path):
+    cfg = setup["cfg"]
+    one = VideoPredictor(cfg, mindir=_export_portable(setup["net"], cfg, str(tmp_path / "b1.mindir"), 1))
+    assert one.model.batch_size == one.batch_size == 1  # infer.batch_size is 4
+    ref = VideoPredictor(cfg, ckpt=setup["ckpt"])
+    a = ref.predict(setup["videos"]["mp4"], topk=3)
+    b = one.predict(setup["videos"]["mp4"], topk=3)
+    np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- one inference path
+def test_geometry_comes_from_the_model_record_when_the_config_lacks_it(setup, tmp_path):
+    """A config whose eval data set says nothing about the clip (no num_frames, no sampling_rate,
+    not resolved against the model) and whose Normalize leaves mean/std null: the predictor takes
+    them from the model's record (x3d_xs: 4 frames at sampling rate 12, mean 0.45, std 0.225),
+    the config's own values (its test views) over them."""
+    import yaml
+    from src.config import load_config
+
+    doc = yaml.safe_load(open(setup["cfg_path"]))
+    ds = doc["data_loader"]["eval"]["dataset"]
+    del ds["num_frames"], ds["sampling_rate"]
+    for op in doc["data_loader"]["eval"]["map"]["operations"]:
+        if op["type"] == "Normalize":
+            op["mean"] = op["std"] = None
+    path = tmp_path / "no_geometry.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(str(path), resolve=False)  # nothing filled from the record at load time
+    assert "num_frames" not in cfg.data_loader.eval.dataset
+    p = VideoPredictor(cfg, ckpt=setup["ckpt"])
+    assert (p.num_frames, p.sampling_rate, p.target_fps, p.crop_size) == (4, 12.0, None, 32)
+    assert p.data.mean == (0.45, 0.45, 0.45) and p.data.std == (0.225, 0.225, 0.225)
+    assert p.data.eval_output == "probabilities" and p.data.short_side == 32
+    r = p.predict(setup["videos"]["mp4"], topk=3)
+    # 60 frames, clips of 12 x 4 = 48 source frames, delta 12: starts 0 and 6 (delta * i / 2)
+    assert r["clips"] == [slowfast_clip(0, 48, 4, 60), slowfast_clip(6, 48, 4, 60)] == [[0, 15, 31, 47],
+                                                                                        [6, 21, 37, 53]]
+
+
+def test_window_mode_opens_the_video_once_with_one_decoder(setup, monkeypatch):
+    """--window: the file is opened once (PyAV: frame count, rate, then the one decoding pass);
+    no clip reader, no decord. A container without a frame count (mkv) is counted by demuxing
+    within that one open."""
+    import av
+    import src.engine.predict as predict_mod
+
+    opened = []
+    real_open = av.open
+
+    def counting_open(target, *args, **kwargs):
+        opened.append(target)
+        return real_open(target, *args, **kwargs)
+
+    def no_reader(*args, **kwargs):
+        raise AssertionError("window mode must not open a clip reader")
+
+    monkeypatch.setattr(av, "open", counting_open)
+    monkeypatch.setattr(predict_mod, "VideoFileReader", no_reader)
+    import src.data.decode as decode
+    monkeypatch.setattr(decode, "import_decord", no_reader)
+    p = VideoPredictor(setup["cfg"], ckpt=setup["ckpt"])
+    for name, frames in (("mp4", 60), ("mkv", 20)):
+        opened.clear()
+        r = p.predict(setup["videos"][name], topk=3, window_seconds=1.0)
+        assert opened == [setup["videos"][name]]
+        assert r["num_frames"] == frames and r["stats"]["frames"] == frames
+    # mp4 (60 frames at 25 fps, 2 clips of 2 x 4 = 8 frames, delta 52): the evaluation's clips
+    assert p.predict(setup["videos"]["mp4"], window_seconds=1.0)["clips"] == [slowfast_clip(0, 8, 4, 60),
+                                                                               slowfast_clip(26, 8, 4, 60)]
+
+
+def test_exported_mindir_carries_class_names_and_geometry(setup, tmp_path, capsys):
+    """The exporter stores class names and the clip in the MINDIR; infer.py --mindir FILE then
+    needs neither --config nor --label-map and scores as the checkpoint does. A config given
+    with it still overrides, and one giving other clips is refused in one line."""
+    import infer
+    from src.cli import run_cli
+    from src.engine.inference import read_mindir_info
+    from src.tools import export as tool
+
+    mindir = str(tmp_path / "m.mindir")
+    assert run_cli(tool.main, ["--config", setup["cfg_path"], "--ckpt", setup["ckpt"], "--out", mindir]) == 0
+    assert "metadata: 3 class names, clip 4 x 2 frames, short side 32, crop 32" in capsys.readouterr().out
+    shape, meta = read_mindir_info(mindir)
+    assert shape == (-1, 3, 4, 32, 32)
+    assert meta == {"version": 1, "model": "x3d_xs", "num_classes": 3, "class_names": NAMES,
+                    "input_shape": [-1, 3, 4, 32, 32], "eval_output": "probabilities",
+                    "data_config": {"num_frames": 4, "sampling_rate": 2, "target_fps": None, "short_side": 32,
+                                    "crop_size": 32, "mean": [0.45] * 3, "std": [0.225] * 3, "value_range": 1.0,
+                                    "channel_order": "RGB", "eval_output": "probabilities",
+                                    "offset_sampling": False, "in_channels": 3}}
+
+    video = setup["videos"]["mp4"]
+    out_json = str(tmp_path / "out.json")
+    assert run_cli(infer.main, [video, "--mindir", mindir, "--json", out_json, "--topk", "3",
+                                "infer.num_clips=2", "infer.num_crops=3"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 clips x 3 crops of 4 frames (sampling rate 2)" in out and err == ""
+    doc = json.load(open(out_json))
+    assert doc["config"] is None and doc["class_names"] == "mindir"
+    got = doc["videos"][0]
+    ref = VideoPredictor(setup["cfg"], ckpt=setup["ckpt"]).predict(video, topk=3)
+    assert got["clips"] == ref["clips"]
+    assert [t["name"] for t in got["topk"]] == [NAMES[t["label"]] for t in got["topk"]]
+    for t in got["topk"]:
+        assert t["prob"] == pytest.approx(ref["probs"][t["label"]], abs=1e-5)
+
+    # a config still overrides; one giving other clips than the file takes is refused before running
+    assert run_cli(infer.main, [video, "--config", setup["cfg_path"], "--mindir", mindir,
+                                "infer.short_side=48", "infer.crop_size=48"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"error: {mindir}: exported for input (3, 4, 32, 32) (C, T, H, W) but the config gives "
+                   f"(3, 4, 48, 48); export again or pass the config it was exported with\n")
+    # --ckpt still needs a config
+    assert run_cli(infer.main, [video, "--ckpt", setup["ckpt"]]) == 2
+    assert capsys.readouterr().err == "error: infer.py: --config is required with --ckpt (see --help)\n"

@@ -19,7 +19,9 @@ import pytest
 
 import mindspore as ms  # noqa: F401  (before decord, via src.data)
 
-from src.engine.stream import FrameBuffer, FrameItem, FrameRing, Timeline, Window, WindowPlan
+from src.engine.sliding import FrameRing
+from src.engine.stream import FrameBuffer, FrameItem
+from src.engine.windows import Timeline, Window, WindowPlan
 from tests.helpers.training import REPO, run_py, tiny_config
 from tests.helpers.video import encode_video, frame_pattern
 

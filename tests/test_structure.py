@@ -21,7 +21,7 @@ INTERNAL = re.compile(r"\.(res[2-5]|stem|projection|conv_5|conv_5_bn|lin_5|pool_
 
 def _engine_files():
     files = ["train.py", "eval.py", "infer.py"]
-    for sub in ("src/engine", "src/tools"):
+    for sub in ("src/engine", "src/tools", "src/tools/bench"):  # not bench/torch_ref: torch networks
         for name in sorted(os.listdir(os.path.join(REPO, sub))):
             if name.endswith(".py"):
                 files.append(f"{sub}/{name}")
@@ -44,6 +44,44 @@ def test_the_pattern_catches_what_it_is_for():
     assert INTERNAL.search("params = net.head.projection.trainable_params()")
     assert INTERNAL.search("from ..models.x3d import X3D_VARIANTS")
     assert not INTERNAL.search("net.trainable_for(finetune)")
+
+
+def _imports_of_tests(path):
+    """(line, what) for every import of the ``tests`` package in ``path``: import statements, and
+    module-path strings such as ``importlib.import_module("tests.helpers.x")``."""
+    import ast
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"tests(\.\w+)+", node.value):
+            names = [node.value]
+        found += [(node.lineno, n) for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_src_never_imports_tests():
+    """An installed package has no tests/: what src/ needs (e.g. the benchmark's torch references)
+    lives in src/, and tests/ imports it from there."""
+    offenders = []
+    for folder, _, files in os.walk(os.path.join(REPO, "src")):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                offenders += [f"{os.path.relpath(path, REPO)}:{line}: {what}" for line, what in _imports_of_tests(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_tests_import_check_catches_what_it_is_for(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import tests.helpers\nfrom tests.helpers import video\nfrom . import tests\n"
+                   "MOD = 'tests.helpers.e3d_torch_ref_light'\nTEXT = 'see tests/models/test_fold.py'\n")
+    assert [line for line, _ in _imports_of_tests(str(bad))] == [1, 2, 4]
 
 
 def test_version_control_holds_no_build_outputs_or_logs():

@@ -21,14 +21,10 @@ from typing import Any, Dict, Iterable, List, Optional
 import yaml
 from ml_collections import ConfigDict
 
-from ..errors import UserError
+from .errors import ConfigError
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = os.path.join(CONFIG_DIR, "defaults.yaml")
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override that does not fit the schema (one-line message)."""
 
 
 def read_yaml(path: str) -> Dict[str, Any]:
@@ -134,10 +130,15 @@ def _chain(path: str, seen: Optional[List[str]] = None) -> List[tuple]:
     return _chain(base_path, seen + [real]) + [(path, data)]
 
 
-def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = True) -> ConfigDict:
+def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = True,
+                eval_notes: Optional[List[str]] = None) -> ConfigDict:
     """Defaults <- ``_base_`` chain <- ``path`` <- dotted overrides, checked against the schema
-    (keys, then types and ranges: ``schema.py``; components only with ``resolve``); then the clip geometry is resolved against the model (``resolve=False`` skips that)."""
+    (keys, then types and ranges: ``schema.py``; components only with ``resolve``); null
+    ``eval.*`` keys take ``infer.*`` (``sections.py``; the notes ``eval.py`` prints about it are
+    appended to ``eval_notes``); then the clip geometry is resolved against the model
+    (``resolve=False`` skips that)."""
     from .schema import check_config, record_origin
+    from .sections import fill_eval_section
     cfg = read_yaml(DEFAULTS)
     origin: Dict[str, str] = {}  # dotted path -> the file or override that set it (for messages)
     for file, data in _chain(path):
@@ -148,6 +149,9 @@ def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = Tru
         cfg = _merge(cfg, _nest(key, value), "", f"override '{text}'")
         record_origin(origin, _nest(key, value), f"override '{text}'")
     check_config(cfg, origin, components=resolve)  # types and ranges (src/config/schema.py)
+    notes = fill_eval_section(cfg, origin)  # eval.* null: infer.* (src/config/sections.py)
+    if eval_notes is not None:
+        eval_notes.extend(notes)
     if resolve:
         from .geometry import resolve_geometry
         cfg = resolve_geometry(cfg)
@@ -166,20 +170,19 @@ def to_dict(cfg: Any) -> Any:
 
 
 def dump_config(cfg: Any, path: Optional[str] = None) -> str:
-    """The resolved config as YAML text; written atomically to ``path`` when given."""
+    """The resolved config as YAML text; written atomically to ``path`` when given (a full disk:
+    one-line :class:`~src.outputs.NoSpaceError`, no partial file left)."""
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
     if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        from ..outputs import atomic_write
+        atomic_write(path, text)
     return text
 
 
-def config_from_args(args: argparse.Namespace) -> ConfigDict:
-    """The config of ``--config`` with the command line's ``KEY=VALUE`` overrides (src.cli)."""
-    return load_config(args.config, list(getattr(args, "overrides", [])))
+def config_from_args(args: argparse.Namespace, **kwargs: Any) -> ConfigDict:
+    """The config of ``--config`` with the command line's ``KEY=VALUE`` overrides (src.cli);
+    ``kwargs`` go to :func:`load_config`."""
+    return load_config(args.config, list(getattr(args, "overrides", [])), **kwargs)
 
 
 from ..cli import add_config_args  # noqa: E402  (re-exported: the one --config/override convention)

@@ -11,8 +11,10 @@ Two sources declare types:
   argument types from its builder's type hints (``int``, ``float``, ``bool``, ``str``,
   ``Optional[...]``, ``Sequence[...]``, ``Tuple[...]``, ``Dict``); the ranges of the arguments are
   declared by argument name in :data:`ARG_RANGES` (``num_frames`` >= 1 in every component that takes
-  it), special cases per builder in :data:`COMPONENT_ARGS`. Builders without hints (MindSpore's own
-  classes registered by name) check their arguments themselves.
+  it), special cases per builder (or per registry, builder ``*``) in :data:`COMPONENT_ARGS`.
+  Builders without hints (MindSpore's own classes registered by name) check their arguments
+  themselves. Arguments the code passes when it builds a component (:data:`RUNTIME_ONLY`, e.g. a
+  data set's ``class_names``) are refused in a config.
 
 Rules: ints stay ints (``1.5`` is refused where an int is expected), YAML ints are accepted where a
 float is expected, bools are not numbers, ``null`` only where the key says so; a component argument
@@ -33,7 +35,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import yaml
 
-from . import ConfigError
+from .errors import ConfigError
+from ..registry import RegistryError, check_kwargs
 
 
 class SchemaError(ConfigError):
@@ -192,6 +195,13 @@ SCHEMA: Dict[str, Spec] = {
     "infer.window_seconds": float_(0),
     "infer.fold_bn": BOOL,
     "infer.video_level": BOOL,
+    "eval.num_clips": int_(1, null=True),
+    "eval.num_crops": one_of(1, 3, null=True),
+    "eval.short_side": int_(1, null=True),
+    "eval.crop_size": int_(1, null=True),
+    "eval.batch_size": int_(1, null=True),
+    "eval.video_level": Spec("bool", nullable=True),
+    "eval.fold_bn": Spec("bool", nullable=True),
     "data_loader.max_bad_fraction": float_(0, 1),
     "data_loader.decoder": one_of("decord", "pyav"),
     "data_loader.min_frames": int_(0),
@@ -232,6 +242,18 @@ COMPONENT_ARGS: Dict[Tuple[str, str, str], Spec] = {
     ("datasets", "UCF101", "fold"): one_of(1, 2, 3),
     ("datasets", "HMDB51", "fold"): one_of(1, 2, 3),
     ("lr_schedules", "multistep", "first_epoch"): one_of(0, 1),
+    # layer formulations (src/models/layers/policy.py: accepted_names; the last ones are deprecated
+    # aliases, still accepted: fold -> banded, custom -> cpp); tests/models/test_layers.py checks
+    ("models", "*", "conv_impl"): one_of("auto", "native", "banded", "cpp", "custom", "fold"),
+    ("models", "*", "stem_impl"): one_of("auto", "native", "im2col", "gemm", "direct"),
+    # builder "*": every builder of the registry that takes the argument (docs/data.md)
+    ("datasets", "*", "unknown_labels"): one_of("error", "skip"),
+    ("datasets", "*", "allow_outside_root"): BOOL,
+}
+# Component arguments the code fills when it builds the component, never set by a config (why).
+RUNTIME_ONLY: Dict[str, Dict[str, str]] = {
+    "datasets": {"class_names": "the eval split gets the train split's class list; give a label_map to fix it",
+                 "config_key": "the config path of the data set, for messages"},
 }
 # Component arguments that null leaves to the model's default record (src/config/geometry.py).
 RECORD_FILLED: Dict[str, Tuple[str, ...]] = {
@@ -291,7 +313,7 @@ def builder_specs(registry: str, name: str, builder: Any) -> Dict[str, Optional[
     for p in params:
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             continue
-        override = COMPONENT_ARGS.get((registry, name, p.name))
+        override = COMPONENT_ARGS.get((registry, name, p.name), COMPONENT_ARGS.get((registry, "*", p.name)))
         if override is not None:
             specs[p.name] = override
             continue
@@ -351,11 +373,20 @@ def _check_component(node: Any, path: str, registry: str, origin: Mapping[str, s
         _fail(f"{path}.type", f"str (a registered name in '{registry}')", kind, origin)
     builder = _registry(registry).get(kind)  # an unknown name: the registry's one-line error
     specs = builder_specs(registry, kind, builder)
+    try:  # unknown keys now, not when the component is built (after the data set, say)
+        check_kwargs(builder, {k: v for k, v in node.items() if k != "type"}, path, kind)
+    except RegistryError as e:
+        bad = next((k for k in node if k != "type" and k not in specs), "")
+        raise SchemaError(f"{e} (from {_source(origin, f'{path}.{bad}')})") from None
+    for key, why in RUNTIME_ONLY.get(registry, {}).items():
+        if key in node:
+            raise SchemaError(f"{path}.{key}: not a config key, the pipeline sets it ({why}) "
+                              f"(from {_source(origin, f'{path}.{key}')})")
     filled = RECORD_FILLED.get(registry, ())
     for key, value in node.items():
         spec = specs.get(key)
         if key == "type" or spec is None:
-            continue  # unknown keys: rejected by name when built; no hint: the builder checks
+            continue  # no hint: the builder checks
         if value is None and key in filled:
             continue  # null: from the model's default record
         if spec.problem(value):
@@ -412,5 +443,5 @@ def leaf_keys(node: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 __all__: List[str] = ["Spec", "SchemaError", "SCHEMA", "COMPONENTS", "COMPONENT_LISTS", "ARG_RANGES",
-                      "COMPONENT_ARGS", "RECORD_FILLED", "check_config", "builder_specs", "record_origin",
+                      "COMPONENT_ARGS", "RUNTIME_ONLY", "RECORD_FILLED", "check_config", "builder_specs", "record_origin",
                       "leaf_keys", "show"]

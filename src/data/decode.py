@@ -1,26 +1,37 @@
-"""Video decoding: decord first (random access, only the frames needed), PyAV as the fallback.
+"""Video decoding, written once: decord (random access, only the frames needed) and PyAV.
 
-Both read any container FFmpeg can (mp4, avi, mkv, webm, ...). Every failure surfaces as
-:class:`VideoDecodeError` with a one-line reason, so callers can skip the file.
+Both read any container FFmpeg can (mp4, avi, mkv, webm, ...). Two ways to decode a file:
+
+* random access, :data:`BACKEND_CLASSES` (``num_frames``, ``fps``, ``get(indices)``): what
+  :class:`~src.data.readers.VideoFileReader` (clips for training, evaluation, inference) wraps,
+  with the other backend as the fallback;
+* one pass in order, :class:`FrameIterator`: every frame (or a selection), for frame extraction
+  and the annotated preview video.
+
+:func:`first_video_stream` and :func:`frame_rate` are the one way a PyAV container is set up; the
+live-stream capture loop (``src/engine/stream.py``) uses them too. Errors here are the decoders'
+own; the readers turn them into :class:`~src.data.errors.VideoDecodeError`.
 """
 from __future__ import annotations
 
-import os
-from typing import Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Type
 
 import numpy as np
 
-from .errors import VideoDecodeError
-
 BACKENDS = ("decord", "pyav")
+CHUNK = 64  # frames decoded at a time by a decord pass (bounded memory for long videos)
+
+# which frames of a pass to keep: (frame numbers, the video's fps) -> boolean mask
+Select = Callable[[np.ndarray, float], np.ndarray]
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters): a decoder error in one line."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".strip()[:200]
 
 
-def _import_decord():
+def import_decord() -> Any:
     """decord, imported after MindSpore: importing decord first makes a later
     ``import mindspore`` abort the process ("random_device could not be read")."""
     try:
@@ -32,38 +43,58 @@ def _import_decord():
     return decord
 
 
-class _DecordBackend:
+def first_video_stream(container: Any) -> Any:
+    """The first video stream of an open PyAV container, set to decode with threads; ValueError
+    when it has none."""
+    if not container.streams.video:
+        raise ValueError("no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def frame_rate(stream: Any) -> float:
+    """A PyAV stream's frame rate (average, else guessed; 0.0 when unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else 0.0
+
+
+class DecordBackend:
+    """Random access through decord: only the frames asked for are converted."""
+
     def __init__(self, path: str) -> None:
-        decord = _import_decord()
+        decord = import_decord()
 
         self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
         self.num_frames = len(self._vr)
         self.fps = float(self._vr.get_avg_fps() or 0.0)
 
     def get(self, indices: np.ndarray) -> np.ndarray:
+        """Frames ``indices`` as (T, H, W, 3) uint8 RGB."""
         return self._vr.get_batch(list(int(i) for i in indices)).asnumpy()
 
     def close(self) -> None:
         self._vr = None
 
 
-class _PyAVBackend:
+class PyAVBackend:
+    """PyAV: the frame count from the container (counted by decoding when it has none); a read
+    decodes from the start up to the last frame asked for."""
+
     def __init__(self, path: str) -> None:
         import av
 
         self._path = path
         with av.open(path) as container:
-            if not container.streams.video:
-                raise ValueError("no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else 0.0
+            stream = first_video_stream(container)
+            self.fps = frame_rate(stream)
             n = int(stream.frames or 0)
             if n <= 0:  # container without a frame count: count by decoding
                 n = sum(1 for _ in container.decode(stream))
         self.num_frames = n
 
     def get(self, indices: np.ndarray) -> np.ndarray:
+        """Frames ``indices`` as (T, H, W, 3) uint8 RGB."""
         import av
 
         wanted = set(int(i) for i in indices)
@@ -71,8 +102,7 @@ class _PyAVBackend:
         got = {}
         decoded = 0
         with av.open(self._path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = first_video_stream(container)
             for k, frame in enumerate(container.decode(stream)):
                 decoded = k + 1
                 if k in wanted:
@@ -87,98 +117,58 @@ class _PyAVBackend:
         pass
 
 
-_CLASSES = {"decord": _DecordBackend, "pyav": _PyAVBackend}
+BACKEND_CLASSES: Dict[str, Type[Any]] = {"decord": DecordBackend, "pyav": PyAVBackend}
 
 
-class VideoReader:
-    """An open video: ``num_frames``, ``fps``, ``backend`` and ``get_frames(indices)``.
+class FrameIterator:
+    """Every frame of a video in order, in one pass, as (H, W, 3) uint8 RGB: decord in chunks of
+    :data:`CHUNK` random-access reads, PyAV streaming (no frame count needed). ``fps`` is known
+    once it is open; ``select(frame numbers, fps)`` keeps only some frames (None: all). No
+    fallback: a caller that wants one tries the other backend."""
 
-    ``backend`` is tried first and the other one is the fallback, both when opening and when a
-    read fails (decord can report frames a truncated file does not have).
-    """
-
-    def __init__(self, path: str, backend: str = "decord") -> None:
+    def __init__(self, path: str, backend: str = "pyav", select: Optional[Select] = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"decoder '{backend}': expected one of {', '.join(BACKENDS)}")
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise VideoDecodeError(self.path, "file not found")
-        if os.path.getsize(self.path) == 0:
-            raise VideoDecodeError(self.path, "empty file (0 bytes)")
-        self._order = [backend] + [b for b in BACKENDS if b != backend]
-        self._impl = None
-        self._errors = []
-        for name in self._order:
-            if self._open(name):
-                break
-        if self._impl is None:
-            raise VideoDecodeError(self.path, "cannot open: " + "; ".join(self._errors))
+        self.backend, self.select = backend, select
+        self._vr = self._container = self._stream = None
+        if backend == "decord":
+            decord = import_decord()
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+            self.fps = float(self._vr.get_avg_fps() or 0.0)
+        else:
+            import av
 
-    def _open(self, name: str) -> bool:
-        try:
-            impl = _CLASSES[name](self.path)
-            if impl.num_frames <= 0:
-                raise ValueError("no frames")
-        except Exception as e:  # decoders raise many unrelated types
-            self._errors.append(f"{name}: {_one_line(e)}")
-            return False
-        self._impl, self.backend = impl, name
-        self.num_frames: int = int(impl.num_frames)
-        self.fps: float = float(impl.fps)
-        return True
-
-    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` (any order, repeats allowed) as (T, H, W, 3) uint8 RGB."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size == 0:
-            raise ValueError("get_frames: no indices")
-        if idx.min() < 0 or idx.max() >= self.num_frames:
-            raise VideoDecodeError(self.path, f"frame index out of range 0..{self.num_frames - 1}")
-        errors = []
-        tried = [self.backend] + [b for b in self._order if b != self.backend]
-        for name in tried:
+            self._container = av.open(path)
             try:
-                impl = self._impl if name == self.backend else _CLASSES[name](self.path)
-                frames = impl.get(idx)
-                if frames.ndim != 4 or frames.shape[0] != idx.size or frames.shape[-1] != 3:
-                    raise ValueError(f"unexpected frame array shape {frames.shape}")
-                return np.ascontiguousarray(frames, dtype=np.uint8)
-            except Exception as e:
-                errors.append(f"{name}: {_one_line(e)}")
-        raise VideoDecodeError(self.path, "cannot decode: " + "; ".join(errors))
+                self._stream = first_video_stream(self._container)
+            except ValueError:
+                self.close()
+                raise
+            self.fps = frame_rate(self._stream)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._vr is not None:
+            n = len(self._vr)
+            keep = np.ones(n, bool) if self.select is None else self.select(np.arange(n), self.fps)
+            idx = np.nonzero(keep)[0]
+            for i in range(0, len(idx), CHUNK):
+                yield from self._vr.get_batch([int(j) for j in idx[i:i + CHUNK]]).asnumpy()
+            return
+        for k, frame in enumerate(self._container.decode(self._stream)):
+            if self.select is None or self.select(np.array(k), self.fps):
+                yield frame.to_ndarray(format="rgb24")
 
     def close(self) -> None:
-        if self._impl is not None:
-            self._impl.close()
-            self._impl = None
+        if self._container is not None:
+            self._container.close()
+        self._vr = self._container = self._stream = None
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> "FrameIterator":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def probe_video(path: str, backend: str = "decord") -> Tuple[int, float]:
-    """``(num_frames, fps)`` of a video; raises :class:`VideoDecodeError`."""
-    with VideoReader(path, backend) as vr:
-        return vr.num_frames, vr.fps
-
-
-def read_frames(path: str, indices: Sequence[int], backend: str = "decord") -> np.ndarray:
-    """Decode only ``indices`` of ``path`` -> (T, H, W, 3) uint8; raises :class:`VideoDecodeError`."""
-    with VideoReader(path, backend) as vr:
-        return vr.get_frames(indices)
-
-
-def check_video(path: str, min_frames: int = 1, backend: str = "decord") -> Optional[str]:
-    """None if ``path`` opens, has >= ``min_frames`` frames and its first/last frames decode,
-    else a one-line reason."""
-    try:
-        with VideoReader(path, backend) as vr:
-            if vr.num_frames < min_frames:
-                return f"too short: {vr.num_frames} frames, need {min_frames}"
-            vr.get_frames([0, vr.num_frames - 1])
-    except VideoDecodeError as e:
-        return e.reason
-    return None
+__all__ = ["BACKENDS", "BACKEND_CLASSES", "DecordBackend", "PyAVBackend", "FrameIterator", "first_video_stream",
+           "frame_rate", "import_decord", "one_line"]

@@ -12,6 +12,7 @@ import json
 import os
 from typing import List, Sequence
 
+from ..outputs import atomic_write
 from .errors import DataError
 
 
@@ -20,13 +21,8 @@ def save_label_map(class_names: Sequence[str], path: str) -> str:
     names = [str(c) for c in class_names]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: duplicate class names in label map")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"num_classes": len(names), "classes": names}, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps({"num_classes": len(names), "classes": names}, indent=1, ensure_ascii=False) + "\n"
+    return atomic_write(path, text)  # a full disk: one-line NoSpaceError, no partial file left
 
 
 def load_label_map(path: str) -> List[str]:

@@ -5,7 +5,9 @@ counterpart of the TF X3D's TFRecord option).
 One record per video: ``video_idx``, ``label``, ``num_frames``, ``fps``, ``path`` (the source),
 ``offsets`` (int64, num_frames + 1 byte offsets) and ``frames`` (the concatenated JPEGs). A JSON
 side file ``<file>.json`` holds the class names and the per-video index, so opening the data set
-reads no frames; a clip is read by ``video_idx`` (``MindPage``) and only its frames are decoded.
+reads no frames; a clip is read by ``video_idx`` (``MindPage``) and only its frames are decoded, by
+:class:`~src.data.readers.MindRecordReader` through the common
+:meth:`~src.data.datasets.VideoDataset.load_clip`.
 """
 from __future__ import annotations
 
@@ -13,15 +15,15 @@ import io
 import json
 import logging
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..registry import DATASETS
 from .datasets import VideoDataset
-from .decode import VideoReader
 from .errors import DataError, VideoDecodeError
+from .readers import MindRecordFile, VideoFileReader
 from .transforms import scale_short_side
 
 logger = logging.getLogger("src.data")
@@ -61,8 +63,8 @@ def pack_mindrecord(dataset: VideoDataset, out_file: str, *, short_side: Optiona
     items = list(enumerate(dataset.samples))
     for i, (path, label) in (progress(items) if progress else items):
         try:
-            with VideoReader(path, decoder) as vr:
-                frames, fps = vr.get_frames(range(vr.num_frames)), vr.fps
+            with VideoFileReader(path, decoder) as vr:
+                frames, fps = vr.read(range(vr.num_frames)), vr.fps
         except VideoDecodeError as e:
             bad.append(str(e))
             logger.warning("pack_mindrecord: skipped %s", e)
@@ -92,12 +94,17 @@ def pack_mindrecord(dataset: VideoDataset, out_file: str, *, short_side: Optiona
 @DATASETS.register()
 class MindRecordVideo(VideoDataset):
     """Clips from a file written by :func:`pack_mindrecord` (``src.tools.pack_mindrecord``).
-    ``video_paths`` are the original source paths; ``decoder`` is not used."""
+    ``video_paths`` are the original source paths, read as records of the file
+    (:class:`~src.data.readers.MindRecordFile`); ``decoder`` is not used. With ``class_names``
+    (the train split's) a video's label is looked up by its class name in that list."""
 
     def __init__(self, file: str, num_frames: int, sampling_rate: float, num_clips: int = 1,
-                 target_fps: Optional[float] = None, output_dir: Optional[str] = None) -> None:
+                 target_fps: Optional[float] = None, output_dir: Optional[str] = None,
+                 class_names: Optional[Sequence[str]] = None, unknown_labels: str = "error",
+                 config_key: Optional[str] = None) -> None:
         super().__init__(num_frames=num_frames, sampling_rate=sampling_rate, num_clips=num_clips,
-                         target_fps=target_fps, output_dir=output_dir)
+                         target_fps=target_fps, output_dir=output_dir, class_names=class_names,
+                         unknown_labels=unknown_labels, config_key=config_key)
         self.file = file
         meta = file + ".json"
         if not os.path.isfile(file) or not os.path.isfile(meta):
@@ -105,40 +112,21 @@ class MindRecordVideo(VideoDataset):
                             f"(write them with python -m src.tools.pack_mindrecord)")
         with open(meta, encoding="utf-8") as f:
             info = json.load(f)
-        self.class_names: List[str] = list(info["class_names"])
-        self.samples = [(p, int(l)) for p, l, _, _ in info["videos"]]
-        self._frames = [int(n) for _, _, n, _ in info["videos"]]
-        self._fps = [float(r) for _, _, _, r in info["videos"]]
-        self._page = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_page"] = None  # reopened in each worker process
-        return state
-
-    def _record(self, index: int) -> dict:
-        if self._page is None:
-            from mindspore.mindrecord import MindPage
-
-            self._page = MindPage(self.file)
-            self._page.category_field = "video_idx"
-        rows = self._page.read_at_page_by_name(str(index), 0, 1)
-        if not rows:
-            raise VideoDecodeError(f"{self.file}#{index}", "record not found")
-        return rows[0]
-
-    def load_clip(self, index: int, clip_idx: Optional[int] = None,
-                  rng: Optional[np.random.Generator] = None, decoder: str = "decord",
-                  min_frames: int = 1) -> np.ndarray:
-        n = self._frames[index]
-        name = f"{self.file}#{index} ({self.samples[index][0]})"
-        if n < min_frames:
-            raise VideoDecodeError(name, f"too short: {n} frames, need {min_frames}")
-        idx = self.clip_indices(n, self._fps[index], clip_idx, rng)
-        rec = self._record(index)
-        blob, off = rec["frames"], rec["offsets"]
-        try:
-            return np.stack([np.asarray(Image.open(io.BytesIO(blob[off[i]:off[i + 1]])).convert("RGB"))
-                             for i in idx])
-        except Exception as e:  # a damaged record
-            raise VideoDecodeError(name, f"cannot decode JPEG: {e}") from None
+        own: List[str] = [str(c) for c in info["class_names"]]
+        self._use_classes(own, meta)
+        kept = []  # (record id, label)
+        for vid, (_, label, _, _) in enumerate(info["videos"]):
+            if self.given_classes is None:
+                kept.append((vid, int(label)))
+                continue
+            name = own[int(label)] if 0 <= int(label) < len(own) else str(label)
+            index = self._label_of(name, f"{meta}: video {vid}")
+            if index is not None:
+                kept.append((vid, index))
+        self._report_skipped()
+        if not kept and self.unknown_skipped:
+            raise DataError(f"{meta}: no videos left ({self.unknown_skipped} skipped for unknown labels)")
+        videos = info["videos"]
+        self.samples = [(videos[vid][0], label) for vid, label in kept]
+        self.frame_counts = [int(videos[vid][2]) for vid, _ in kept]
+        self.reader = MindRecordFile(file, videos)

@@ -8,19 +8,22 @@ kept, with ``video_idx``/``view_idx`` columns for multi-view aggregation.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
+from ..errors import UserError
+from ..outputs import is_no_space, no_space_error
 from ..registry import DATASETS, build_from_cfg
 from .datasets import VideoDataset
-from .errors import DataError, VideoDecodeError
+from .errors import DataError, DataStopError, VideoDecodeError
 from .labels import save_label_map
 from .transforms import Compose, build_transforms, eval_operations
 
@@ -42,12 +45,37 @@ class BadFileLog:
         self.directory = directory
         self.list_path = os.path.join(directory, BAD_FILES)
         self.events_path = os.path.join(directory, f".bad_samples_{tag}.log")
+        self.stop_path = os.path.join(directory, f".data_stop_{tag}.txt")
         self._reported: set = set()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
         open(self.events_path, "w").close()
+        if os.path.exists(self.stop_path):
+            os.remove(self.stop_path)
+
+    def record_stop(self, message: str) -> None:
+        """Leave the one-line message of a stop raised in a dataset worker for the main process,
+        which gets it from MindSpore only inside a long RuntimeError (see :func:`stop_guard`).
+        Written whole (temp file, rename) by whichever worker stops; a write that fails (a full
+        disk) leaves nothing."""
+        tmp = f"{self.stop_path}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(message)
+            os.replace(tmp, self.stop_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+    def stop_message(self) -> Optional[str]:
+        """The message recorded by :meth:`record_stop` since the last :meth:`reset`, if any."""
+        try:
+            with open(self.stop_path, encoding="utf-8") as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
 
     def record(self, path: str, reason: str) -> None:
         with self._lock:
@@ -156,6 +184,13 @@ class ClipSource:
         return self._placeholder
 
     def __getitem__(self, i: int):
+        try:
+            return self._item(i)
+        except DataError as e:  # a stop (too many bad videos): recorded for the main process
+            self.bad_log.record_stop(str(e))
+            raise
+
+    def _item(self, i: int):
         i = int(i)
         gid = int(self.sample_ids[i]) if self.sample_ids is not None else i
         # random choices depend only on (seed, epoch, sample): a resumed run redraws them exactly
@@ -210,6 +245,7 @@ class Loader:
         self.column_names = TRAIN_COLUMNS if self.split == "train" else EVAL_COLUMNS
         self.bad_files_path = self.source.bad_log.list_path
         self.missing_files: List[str] = list(self.video_dataset.missing)
+        self.unknown_skipped: int = self.video_dataset.unknown_skipped  # rows of unknown labels skipped
 
     def set_epoch(self, epoch: int) -> None:
         """Seed this epoch's random clips and crops (call before creating the epoch's iterator)."""
@@ -224,16 +260,55 @@ class Loader:
         return self.source.bad_log.unique()
 
     def summary(self) -> str:
-        """One line for an epoch log, e.g. ``'train: 1200 samples, 3 bad (2 files)'``."""
-        return (f"{self.split}: {self.num_samples} samples, {self.bad_count()} bad "
-                f"({len(self.bad_files())} files, see {self.bad_files_path})")
+        """One line for an epoch log, e.g. ``'train: 1200 samples, 3 bad (2 files, see .../bad_files.txt)'``;
+        the list file is named only when there is one to read."""
+        bad = self.bad_count()
+        if not bad:
+            return f"{self.split}: {self.num_samples} samples, 0 bad"
+        where = f", see {self.bad_files_path}" if os.path.isfile(self.bad_files_path) else ""
+        return f"{self.split}: {self.num_samples} samples, {bad} bad ({len(self.bad_files())} files{where})"
 
     def iter_numpy(self, num_epochs: int = 1) -> Iterator[Dict[str, np.ndarray]]:
-        """Batches as dicts of numpy arrays."""
-        return self.dataset.create_dict_iterator(num_epochs=num_epochs, output_numpy=True)
+        """Batches as dicts of numpy arrays (a stop of the pipeline as one line: :func:`stop_guard`)."""
+        return stop_guard(self.dataset.create_dict_iterator(num_epochs=num_epochs, output_numpy=True), self)
+
+    def stop_message(self) -> Optional[str]:
+        """The message of a stop raised in this loader's dataset workers, if one was."""
+        return self.source.bad_log.stop_message()
 
     def __len__(self) -> int:
         return self.steps_per_epoch
+
+
+T = TypeVar("T")
+
+
+def stop_guard(batches: Iterable[T], loader: Any) -> Iterator[T]:
+    """``batches`` (an iterator over ``loader.dataset``) with the pipeline's stops as one line.
+
+    MindSpore re-raises an exception of a dataset worker (thread or process) as a RuntimeError
+    holding three tracebacks. When ``loader``'s source recorded a stop (:meth:`ClipSource.__getitem__`:
+    too many bad videos), that RuntimeError becomes :class:`DataStopError` with the source's own
+    message; a worker's write that failed for lack of space (``bad_files.txt``) becomes
+    :class:`~src.outputs.NoSpaceError`. Any other error, raised while fetching a batch or not,
+    is left as it is."""
+    it = iter(batches)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as e:
+            if isinstance(e, UserError):
+                raise
+            recorded = getattr(loader, "stop_message", None)
+            message = recorded() if callable(recorded) else None
+            if message:
+                raise DataStopError(message) from None
+            if is_no_space(e) and getattr(loader, "output_dir", None):
+                raise no_space_error(os.path.join(loader.output_dir, BAD_FILES)) from None
+            raise
+        yield item
 
 
 def _get(node: Any, key: str, default: Any = None) -> Any:
@@ -245,24 +320,30 @@ def _get(node: Any, key: str, default: Any = None) -> Any:
 
 
 def build_dataset(cfg: Any, split: str, *, output_dir: Optional[str] = None,
-                  num_clips: Optional[int] = None) -> VideoDataset:
-    """The registered data set of ``cfg.data_loader[split].dataset``."""
-    extra: Dict[str, Any] = {"output_dir": output_dir}
+                  num_clips: Optional[int] = None,
+                  class_names: Optional[Sequence[str]] = None) -> VideoDataset:
+    """The registered data set of ``cfg.data_loader[split].dataset``. ``class_names`` (the train
+    split's, for the eval split) replaces the split's own class list, so both splits share one."""
+    where = f"data_loader.{split}.dataset"
+    extra: Dict[str, Any] = {"output_dir": output_dir, "config_key": where}
     if num_clips is not None:
         extra["num_clips"] = int(num_clips)
-    return build_from_cfg(cfg.data_loader[split].dataset, DATASETS,
-                          where=f"data_loader.{split}.dataset", **extra)
+    if class_names is not None:
+        extra["class_names"] = list(class_names)
+    return build_from_cfg(cfg.data_loader[split].dataset, DATASETS, where=where, **extra)
 
 
 def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 0,
                   output_dir: Optional[str] = None, num_clips: Optional[int] = None,
                   num_crops: Optional[int] = None, batch_size: Optional[int] = None,
                   shuffle: Optional[bool] = None, seed: int = 0,
-                  short_side: Optional[int] = None, crop_size: Optional[int] = None) -> Loader:
+                  short_side: Optional[int] = None, crop_size: Optional[int] = None,
+                  class_names: Optional[Sequence[str]] = None) -> Loader:
     """Build the ``split`` ("train" | "eval") pipeline of ``cfg`` for shard ``shard_id`` of
     ``num_shards``. ``num_clips``/``num_crops``/``short_side``/``crop_size`` override the eval
     views; ``output_dir`` receives ``label_map.json``, ``bad_files.txt`` and
-    ``missing_files.txt`` (default: a new temporary folder)."""
+    ``missing_files.txt`` (default: a new temporary folder). ``class_names``: the run's class
+    list (the train loader's, for the eval split); its labels are then indices into it."""
     import mindspore.dataset as msds
 
     if split not in ("train", "eval"):
@@ -276,7 +357,8 @@ def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 
     output_dir = output_dir or tempfile.mkdtemp(prefix="x3d_data_")
     os.makedirs(output_dir, exist_ok=True)
 
-    vds = build_dataset(cfg, split, output_dir=output_dir, num_clips=None if train else num_clips)
+    vds = build_dataset(cfg, split, output_dir=output_dir, num_clips=None if train else num_clips,
+                        class_names=class_names)
     ops = scfg.map.operations
     if not train and any(v is not None for v in (num_crops, short_side, crop_size)):
         ops = eval_operations(ops, num_crops=num_crops, short_side=short_side, crop_size=crop_size)

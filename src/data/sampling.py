@@ -66,11 +66,6 @@ def clip_at(start: float, size: float, num_frames: int, video_frames: int, pad_m
     return np.clip(idx, 0, max(int(video_frames) - 1, 0)).astype(np.int64)
 
 
-def clip_offsets(num_frames: int, step: float) -> np.ndarray:
-    """Offsets of the frames of a clip that starts on a whole frame (``step`` = ``frame_step``)."""
-    return clip_at(0.0, step * num_frames, num_frames, 1 << 62)
-
-
 def train_clip_indices(video_frames: int, num_frames: int, sampling_rate: float,
                        rng: np.random.Generator, fps: Optional[float] = None,
                        target_fps: Optional[float] = None, pad_mode: str = "clamp") -> np.ndarray:
@@ -135,6 +130,24 @@ def window_clip_indices(video_frames: int, window: int, num_frames: int, samplin
     video has fewer: a frame count known at start-up can differ from the one read later)."""
     windows = consecutive_clip_indices(max(int(video_frames), 1), num_frames, sampling_rate, fps, target_fps)
     return windows[min(int(window), len(windows) - 1)]
+
+
+def plan_clip(video_frames: int, num_frames: int, sampling_rate: float, *, clip_idx: Optional[int] = None,
+              num_clips: int = 1, window: Optional[int] = None, rng: Optional[np.random.Generator] = None,
+              fps: Optional[float] = None, target_fps: Optional[float] = None, pad_mode: str = "clamp",
+              offset_sampling: bool = False) -> np.ndarray:
+    """The frame indices of one clip, the planner every data set uses: window ``window`` of the
+    video-level test (:func:`window_clip_indices`) when given, else test clip ``clip_idx`` of
+    ``num_clips`` (:func:`eval_clip_indices`), else a random training clip drawn from ``rng``
+    (:func:`train_clip_indices`)."""
+    if window is not None:
+        return window_clip_indices(video_frames, window, num_frames, sampling_rate, fps, target_fps)
+    if clip_idx is None:
+        return train_clip_indices(video_frames, num_frames, sampling_rate,
+                                  rng if rng is not None else np.random.default_rng(), fps, target_fps,
+                                  pad_mode=pad_mode)
+    return eval_clip_indices(video_frames, num_frames, sampling_rate, num_clips, clip_idx, fps, target_fps,
+                             pad_mode=pad_mode, offset_sampling=offset_sampling)
 
 
 def plan_video_windows(frame_counts: Sequence[int], num_frames: int, sampling_rate: float,

@@ -8,7 +8,7 @@ is applied to every frame of the clip. Frames smaller than a crop are upscaled, 
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -46,14 +46,18 @@ def resize_clip(clip: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.astype(clip.dtype, copy=False)
 
 
+def short_side_size(height: int, width: int, size: int) -> Tuple[int, int]:
+    """``(height, width)`` with the short side ``size`` and the aspect ratio kept (long side
+    rounded): the one short-side rule of training, evaluation, inference, streams, previews and
+    frame extraction."""
+    if height <= width:
+        return int(size), max(1, int(round(width * size / height)))
+    return max(1, int(round(height * size / width))), int(size)
+
+
 def scale_short_side(clip: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the short side is ``size``, keeping the aspect ratio."""
-    h, w = clip.shape[1:3]
-    if h <= w:
-        nh, nw = size, max(1, int(round(w * size / h)))
-    else:
-        nh, nw = max(1, int(round(h * size / w))), size
-    return resize_clip(clip, nh, nw)
+    """Resize a (T, H, W, 3) clip so the short side is ``size``, keeping the aspect ratio."""
+    return resize_clip(clip, *short_side_size(clip.shape[1], clip.shape[2], size))
 
 
 def _at_least(clip: np.ndarray, size: int) -> np.ndarray:

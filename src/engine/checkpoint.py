@@ -3,23 +3,28 @@
 A training checkpoint holds the network (incl. BN statistics), the optimizer state (momentum
 buffers, global step), and metadata: ``epoch`` (completed epochs), ``global_step``, ``best_top1``,
 the resolved config (YAML text) and the label map (JSON text). It is written to a temporary file
-and renamed, so a file with the final name is always complete; a crash leaves at most a stray
-``.*.tmp.ckpt`` that is ignored and cleaned up.
+and renamed (:func:`src.outputs.atomic_write`), so a file with the final name is always complete.
+A crash leaves at most hidden partial files (``.NAME.PID.tmp.ckpt`` and MindSpore's own
+``.NAME.PID.tmp.tmp``), which are ignored and removed before the next save. A full disk removes
+them at once and stops with one line naming the newest complete checkpoint, which
+``--resume auto`` continues from once there is room again.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import mindspore as ms
 from mindspore import nn
 
+from ..context import mindspore_warnings_off
 from ..errors import UserError
+from ..outputs import NoSpaceError, atomic_write, no_space_error, remove_partials
 
 logger = logging.getLogger("src.engine")
 
@@ -35,18 +40,58 @@ class CheckpointError(UserError, RuntimeError):
 
 def save_checkpoint(cell: nn.Cell, path: str, *, epoch: int, global_step: int, best_top1: float = 0.0,
                     config_yaml: str = "", class_names: Sequence[str] = ()) -> str:
-    """Write ``cell``'s parameters plus metadata to ``path`` atomically (temp file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # hidden temp name ending in .ckpt (MindSpore appends .ckpt to any other name)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp.ckpt")
+    """Write ``cell``'s parameters plus metadata to ``path`` atomically (temp file, then rename).
+
+    Stale partial files in the folder are removed first (they may be what filled the disk); a
+    full disk raises :class:`~src.outputs.NoSpaceError` naming the newest complete checkpoint."""
+    directory = os.path.dirname(os.path.abspath(path))
+    remove_partials(directory)
     meta = {"epoch": int(epoch), "global_step": int(global_step), "best_top1": float(best_top1),
             "config_yaml": config_yaml, "label_map_json": json.dumps(list(class_names))}
-    ms.save_checkpoint(cell, tmp, append_dict={META_PREFIX + k: v for k, v in meta.items()},
-                       choice_func=lambda name: name not in SKIP_ON_SAVE)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: str) -> None:  # tmp ends in .ckpt (MindSpore appends .ckpt to any other name)
+        with _failed_save_log_muted():
+            ms.save_checkpoint(cell, tmp, append_dict={META_PREFIX + k: v for k, v in meta.items()},
+                               choice_func=lambda name: name not in SKIP_ON_SAVE)
+
+    try:
+        return atomic_write(path, write)
+    except NoSpaceError:
+        raise no_space_error(path, _intact_note(directory)) from None
+
+
+def _intact_note(directory: str) -> str:
+    """What a failed save leaves the user: the newest complete checkpoint and its epoch, if any."""
+    found = find_resume_checkpoint(directory)
+    if found is None:
+        return "no complete checkpoint was saved before; free some space and run again"
+    epoch = read_checkpoint(found)[1]["epoch"]
+    return (f"the previous checkpoint {os.path.basename(found)} (epoch {epoch}) is intact; "
+            f"free some space and rerun with --resume auto")
+
+
+class _DropFailedSave(logging.Filter):
+    """MindSpore logs a CRITICAL line of its own before re-raising a failed save; the error
+    raised here (one line, or the traceback of an unexpected failure) already says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to save the checkpoint file" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _failed_save_log_muted() -> Iterator[None]:
+    try:
+        from mindspore import log as ms_log
+        ms_logger = ms_log._get_logger()
+    except Exception:  # another MindSpore version: its line stays
+        yield
+        return
+    drop = _DropFailedSave()
+    ms_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        ms_logger.removeFilter(drop)
 
 
 def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, Any]]:
@@ -79,14 +124,11 @@ def periodic_checkpoints(directory: str) -> List[Tuple[int, str]]:
 
 
 def prune_checkpoints(directory: str, keep: int) -> None:
-    """Keep the newest ``keep`` periodic checkpoints (``last``/``best`` are separate files)."""
+    """Keep the newest ``keep`` periodic checkpoints (``last``/``best`` are separate files); stale
+    partial files go too (:func:`src.outputs.remove_partials`)."""
     for _, path in periodic_checkpoints(directory)[:-keep] if keep > 0 else []:
         os.remove(path)
-    for stray in glob.glob(os.path.join(directory, ".*.tmp.ckpt")):
-        try:
-            os.remove(stray)
-        except OSError:
-            pass
+    remove_partials(directory)
 
 
 def find_resume_checkpoint(directory: str) -> Optional[str]:
@@ -142,7 +184,8 @@ def load_params(net: nn.Cell, params: Dict[str, Any], *, source: str, classifier
         raise CheckpointError(f"{path}: does not fit this model ({len(mismatched)} mismatched, "
                               f"{len(unexpected)} unexpected keys): {', '.join(parts)}"
                               + (f", ... {more} more" if more > 0 else ""))
-    ms.load_param_into_net(net, to_load, strict_load=True)
+    with mindspore_warnings_off():  # it would list the skipped classifier, which the caller reports
+        ms.load_param_into_net(net, to_load, strict_load=True)
     return skipped
 
 
@@ -161,12 +204,10 @@ def restore_training_state(train_cell: nn.Cell, path: str) -> Dict[str, Any]:
     missing = sorted(own - set(params))
     if missing:
         raise CheckpointError(f"{path}: cannot resume, {len(missing)} parameters missing: {', '.join(missing[:8])}")
-    not_loaded, _ = ms.load_param_into_net(train_cell, params, strict_load=True)
+    with mindspore_warnings_off():  # it would warn about the skipped learning rate; we check below
+        not_loaded, _ = ms.load_param_into_net(train_cell, params, strict_load=True)
     not_loaded = [n for n in not_loaded if n not in SKIP_ON_SAVE]
     if not_loaded:
         raise CheckpointError(f"{path}: cannot resume, not loaded: {', '.join(not_loaded[:8])}")
     return meta
 
-
-def params_to_numpy(net: nn.Cell) -> Dict[str, np.ndarray]:
-    return {p.name: p.asnumpy() for p in net.get_parameters()}

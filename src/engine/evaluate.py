@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from mindspore import Tensor, nn
 
+from ..data.pipeline import stop_guard
 from .inference import as_probabilities, run_fixed_batch
 from .metrics import ViewAggregator, classification_metrics
 
@@ -20,7 +21,7 @@ def score_loader(net: nn.Cell, loader: Any, *, eval_output: str, progress: bool 
     """
     net.set_train(False)
     agg = ViewAggregator(loader.num_videos, loader.num_classes)
-    batches = loader.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+    batches = stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True), loader)
     bar = _bar(loader.steps_per_epoch, desc) if progress else None
     for video, label, video_idx, _view in batches:
         agg.add(as_probabilities(run_fixed_batch(net, video, loader.batch_size), eval_output), video_idx, label)
@@ -41,4 +42,5 @@ def evaluate(net: nn.Cell, loader: Any, *, class_names: Optional[Sequence[str]] 
 
 def _bar(total: int, desc: str):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    # disable=None: shown on a terminal only (a redirected log gets no carriage-return lines)
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None)

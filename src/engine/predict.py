@@ -17,12 +17,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data import (VideoDecodeError, VideoReader, build_transforms, eval_clip_indices,
-                    infer_operations, load_label_map)
+from ..data import VideoDecodeError, VideoFileReader, build_transforms, load_label_map, plan_clip
+from ..data.decode import frame_rate, one_line
 from ..data.errors import DataError
 from .inference import load_inference_model, topk as top_classes
-from .stream import (FrameConverter, RunStats, SlidingWindows, StreamError, Timeline, Window, WindowPlan,
-                     WindowScorer, drive, open_source, plan_sliding_windows, short_side_of)
+from .sliding import FrameConverter, SlidingWindows, WindowScorer, short_side_of
+from .stream import RunStats, Source, StreamError, drive, open_source
+from .windows import Timeline, Window, WindowPlan, plan_sliding_windows
 
 KINETICS400_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                 "kinetics400_classes.txt")
@@ -44,8 +45,8 @@ def plan_clips(video_frames: int, num_frames: int, sampling_rate: float, num_cli
         raise ValueError(f"video has no frames ({video_frames})")
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    return np.stack([eval_clip_indices(video_frames, num_frames, sampling_rate, num_clips, k, fps, target_fps,
-                                       offset_sampling=offset_sampling) for k in range(num_clips)])
+    return np.stack([plan_clip(video_frames, num_frames, sampling_rate, clip_idx=k, num_clips=num_clips, fps=fps,
+                               target_fps=target_fps, offset_sampling=offset_sampling) for k in range(num_clips)])
 
 
 def plan_windows(video_frames: int, fps: float, window_seconds: float, num_frames: int,
@@ -59,6 +60,18 @@ def plan_windows(video_frames: int, fps: float, window_seconds: float, num_frame
     windows = plan_sliding_windows(video_frames, fps, window_seconds, stride_seconds, num_frames,
                                    sampling_rate, num_clips, target_fps)
     return [(w.start, w.stop, w.clips[0] if num_clips == 1 else w.clips) for w in windows]
+
+
+def frame_count(source: Source) -> int:
+    """Frames of an opened file (:func:`~src.engine.stream.open_source`): the container's count,
+    else its video packets counted by demuxing (no decoding; what decord's index counts too),
+    after which the file is rewound for the decoding pass."""
+    n = int(source.stream.frames or 0)
+    if n > 0:
+        return n
+    n = sum(1 for packet in source.container.demux(source.stream) if packet.size)
+    source.container.seek(0, stream=source.stream)
+    return n
 
 
 # ----------------------------------------------------------------------------- class names
@@ -81,17 +94,19 @@ def kinetics400_classes() -> List[str]:
 
 
 def resolve_class_names(num_classes: int, label_map: Optional[str] = None,
-                        checkpoint_names: Optional[Sequence[str]] = None) -> Tuple[List[str], str]:
-    """``(names, source)`` by priority: ``label_map`` file > the checkpoint's own label map >
-    Kinetics-400 when ``num_classes == 400`` > ``"class N"``. A label map file of the wrong
-    length is an error; a checkpoint label map of the wrong length is ignored."""
+                        checkpoint_names: Optional[Sequence[str]] = None,
+                        names_from: str = "checkpoint") -> Tuple[List[str], str]:
+    """``(names, source)`` by priority: ``label_map`` file > the weights' own label map (a
+    checkpoint's, or an exported file's metadata: ``names_from`` names it) > Kinetics-400 when
+    ``num_classes == 400`` > ``"class N"``. A label map file of the wrong length is an error; a
+    weights' label map of the wrong length is ignored."""
     if label_map:
         names = read_class_names(label_map)
         if len(names) != num_classes:
             raise DataError(f"{label_map}: label map has {len(names)} names, the model has {num_classes} classes")
         return names, label_map
     if checkpoint_names and len(checkpoint_names) == num_classes:
-        return [str(n) for n in checkpoint_names], "checkpoint"
+        return [str(n) for n in checkpoint_names], names_from
     if num_classes == 400:
         return kinetics400_classes(), "kinetics400"
     return [f"class {i}" for i in range(num_classes)], "index"
@@ -101,31 +116,36 @@ def resolve_class_names(num_classes: int, label_map: Optional[str] = None,
 class VideoPredictor:
     """Scores videos with a checkpoint (``ckpt``) or an exported MINDIR graph (``mindir``).
 
-    ``cfg`` supplies the model, clip shape (``data_loader.eval.dataset.num_frames`` /
-    ``sampling_rate`` / ``target_fps``), views and batch size (``infer``) and the decoder.
-    The MindSpore context must already be set (:func:`src.context.init_context`).
+    The clips (frames, sampling rate, test short side and crop, input convention, output kind)
+    are the model's :class:`~src.config.geometry.DataConfig` (``predictor.data``): its record
+    (a MINDIR's own metadata, else ``cfg.model``'s) with the values ``cfg`` sets over it
+    (:func:`~src.config.geometry.resolve_data_config`). ``cfg`` also gives the views per video and
+    batch size (``infer``) and the decoder. ``config_data=False``: the MINDIR's metadata alone
+    (``infer.py --mindir FILE`` without ``--config``). The MindSpore context must already be set
+    (:func:`src.context.init_context`).
     """
 
     def __init__(self, cfg: Any, *, ckpt: Optional[str] = None, mindir: Optional[str] = None,
-                 label_map: Optional[str] = None) -> None:
+                 label_map: Optional[str] = None, config_data: bool = True) -> None:
         self.cfg = cfg
-        ds = cfg.data_loader.eval.dataset  # geometry resolved against the model (src/config/geometry.py)
-        self.num_frames = int(ds.num_frames)
-        self.sampling_rate = float(ds.sampling_rate)
-        self.target_fps = ds.get("target_fps")
-        self.offset_sampling = bool(ds.get("offset_sampling", False))  # the evaluation's clip placement
         self.num_clips = int(cfg.infer.num_clips)
         self.num_crops = int(cfg.infer.num_crops)
-        self.crop_size = int(cfg.infer.crop_size)
-        self.num_classes = int(cfg.model.num_classes)
-        self.backend = str(cfg.data_loader.get("decoder", "decord"))
-        self.transform = build_transforms(infer_operations(cfg))
         # one fixed batch shape -> one graph compilation per predictor
         batch = max(1, min(int(cfg.infer.batch_size), self.num_clips * self.num_crops))
-        self.model = load_inference_model(cfg, ckpt=ckpt, mindir=mindir, batch_size=batch)
-        self.net, self.weights, self.batch_size = self.model.net, self.model.weights, batch
+        self.model = load_inference_model(cfg, ckpt=ckpt, mindir=mindir, batch_size=batch, config_data=config_data)
+        self.net, self.weights, self.batch_size = self.model.net, self.model.weights, self.model.batch_size
+        self.data = data = self.model.data_config
+        self.num_frames = int(data.num_frames)
+        self.sampling_rate = float(data.sampling_rate)
+        self.target_fps = data.target_fps
+        self.offset_sampling = bool(data.offset_sampling)  # the evaluation's clip placement
+        self.crop_size = int(data.crop_size)
+        self.num_classes = int(self.model.num_classes)
+        self.backend = str(cfg.data_loader.get("decoder", "decord"))
+        base_ops = cfg.data_loader.eval.map.operations if config_data else None
+        self.transform = build_transforms(data.operations(self.num_crops, base_ops))
         self.class_names, self.names_source = resolve_class_names(self.num_classes, label_map,
-                                                                  self.model.class_names)
+                                                                  self.model.class_names, self.model.kind)
 
     def _views(self, frames: np.ndarray) -> List[np.ndarray]:
         return [self.transform(frames, crop_index=c) for c in range(self.num_crops)]
@@ -145,12 +165,12 @@ class VideoPredictor:
             return self.predict_windows(path, window_seconds=window_seconds, stride_seconds=stride_seconds,
                                         topk=topk, smooth=smooth, threshold=threshold,
                                         return_frames=return_frames)
-        with VideoReader(path, self.backend) as vr:
+        with VideoFileReader(path, self.backend) as vr:
             n, fps = vr.num_frames, vr.fps
             clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
                            self.offset_sampling)
             wanted = np.unique(clips.reshape(-1))
-            decoded = vr.get_frames(wanted)
+            decoded = vr.read(wanted)
         lookup = {int(f): i for i, f in enumerate(wanted)}
 
         def frames_of(idx: np.ndarray) -> np.ndarray:
@@ -188,19 +208,25 @@ class VideoPredictor:
         one window, not by the video. ``timeline``: per window start/end/top-k (smoothed over the
         last ``smooth`` windows; ``"uncertain"`` below ``threshold``); ``segments``: consecutive
         windows with the same label merged; ``stats``: frames decoded, speed."""
-        with VideoReader(path, self.backend) as vr:  # frame count/rate for the whole-video clips
-            n, fps = vr.num_frames, vr.fps
-        if fps <= 0:
-            raise VideoDecodeError(path, "unknown frame rate: cannot place timeline windows")
-        clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
-                           self.offset_sampling)
-        _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1))
-        timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
-        try:
-            source = open_source(path, fps=fps, realtime=False)
+        if not os.path.isfile(path):  # as the clip readers say it
+            raise VideoDecodeError(path, "file not found")
+        if os.path.getsize(path) == 0:
+            raise VideoDecodeError(path, "empty file (0 bytes)")
+        try:  # the file is opened once, with one decoder (PyAV): its frame count and rate, then one pass
+            source = open_source(path, realtime=False)
         except StreamError as e:
             raise VideoDecodeError(path, str(e).split(": ", 1)[-1]) from None
         try:
+            if frame_rate(source.stream) <= 0:
+                raise VideoDecodeError(path, "unknown frame rate: cannot place timeline windows")
+            try:
+                fps, n = source.fps, frame_count(source)
+            except Exception as e:  # a broken container (PyAV raises many types)
+                raise VideoDecodeError(path, f"cannot count its frames ({one_line(e)})") from None
+            clips = plan_clips(max(n, 1), self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
+                               self.offset_sampling)
+            _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1))
+            timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
             stats = drive(source, sliding, scorer, lambda w, p, arrived: timeline.add(w, p))
         finally:
             source.close()
@@ -208,6 +234,10 @@ class VideoPredictor:
             raise VideoDecodeError(path, stats.error or "no frames decoded")
         if stats.interrupted:
             raise KeyboardInterrupt
+        if stats.frames != n:  # the container's count was wrong: the clips of the frames there were
+            n = stats.frames   # (a frame not kept on the way: the nearest earlier one that was)
+            clips = plan_clips(n, self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
+                               self.offset_sampling)
         main_frames = [sliding.pinned(c) for c in clips]
         views = [v for frames in main_frames for v in self._views(frames)]
         main = self.model.predict(np.stack(views)).mean(axis=0)
@@ -257,4 +287,4 @@ class VideoPredictor:
 
 
 __all__ = ["VideoPredictor", "plan_clips", "plan_windows", "plan_sliding_windows", "read_class_names",
-           "kinetics400_classes", "resolve_class_names", "VideoDecodeError", "KINETICS400_FILE"]
+           "kinetics400_classes", "resolve_class_names", "VideoDecodeError", "KINETICS400_FILE", "frame_count"]

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-import mindspore as ms
 import mindspore.dataset as msds
 from mindspore import Tensor, nn
 
+from ..data.pipeline import stop_guard
 from ..errors import UserError
+from ..outputs import append_text, atomic_write, trim_partial_line
 from .checkpoint import prune_checkpoints, save_checkpoint
 from .evaluate import evaluate
 
@@ -67,8 +68,7 @@ class TrainStep(nn.TrainOneStepCell):
 
 # ----------------------------------------------------------------------------------- loop
 def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndarray, *,
-        callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0,
-        max_steps_per_epoch: int = 0) -> TrainState:
+        callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0) -> TrainState:
     """Train from ``state.epoch`` to ``state.epochs``. Each epoch's shuffle is seeded by
     ``seed + epoch``, so a resumed run sees the same batches an uninterrupted one would."""
     for cb in callbacks:
@@ -81,7 +81,7 @@ def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndar
         state.epoch_losses = []
         for cb in callbacks:
             cb.on_epoch_begin(state)
-        batches = loader.dataset.create_tuple_iterator(num_epochs=1)
+        batches = stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader)  # a data stop: one line
         for i, (video, label) in enumerate(batches):
             if i >= state.steps_per_epoch:
                 break
@@ -116,7 +116,7 @@ def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
     net.set_train(True)
     sums = [[np.zeros(c.moving_mean.shape, np.float64), np.zeros(c.moving_mean.shape, np.float64)] for c in bns]
     used = 0
-    for video, _label in loader.dataset.create_tuple_iterator(num_epochs=1):
+    for video, _label in stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader):
         if used >= num_batches:
             break
         # copies: asnumpy() may share memory with the parameter, which the forward updates in place
@@ -156,12 +156,11 @@ class ProgressLogger(Callback):
         else:
             print(text, flush=True)
         if self.log_file:
-            with open(self.log_file, "a", encoding="utf-8") as f:
-                f.write(text + "\n")
+            append_text(self.log_file, text + "\n")  # a full disk: one line, no half line left
 
     def on_epoch_begin(self, state: TrainState) -> None:
         self.epoch_start = time.perf_counter()
-        if self.progress_bar:
+        if self.progress_bar and sys.stderr.isatty():  # redirected output: the periodic lines only
             from tqdm import tqdm
             self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{state.epochs}",
                             unit="step", leave=False, dynamic_ncols=True, file=sys.stderr)
@@ -294,10 +293,10 @@ class MetricsWriter(Callback):
         self.png = os.path.join(directory, "curves.png")
         self.log_interval = max(1, int(log_interval))
         self.t0 = time.time()
+        trim_partial_line(self.path)  # a run killed while appending left half a record
 
     def _write(self, record: Dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.path, json.dumps(record) + "\n")
 
     def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None:
         if len(state.epoch_losses) % self.log_interval == 0:
@@ -341,10 +340,10 @@ def plot_curves(metrics_path: str, png_path: str) -> None:
     axes[2].set(title="validation accuracy (%)", xlabel="epoch", ylim=(0, 100))
     axes[2].legend()
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        atomic_write(png_path, lambda tmp: fig.savefig(tmp, dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def _hms(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Prediction previews: the whole video annotated with the current window's top-k (MP4), or the
 sampled frames with the top-1 label (GIF).
 
-    input video --PyAV decode (one pass)--> frame k (H, W, 3) [scaled to ``short_side``]
+    input video --PyAV decode (one pass, src/data/decode.py)--> frame k (H, W, 3)
+      [scaled to ``short_side`` by the transforms' short-side rule, even sizes]
       --label of the window that frame k is in (the latest window starting at or before it;
         the whole-video top-k without a timeline)--> text box drawn (PIL)
       --libx264 yuv420p at the input's frame rate--> OUT.mp4
@@ -16,7 +17,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..data.decode import FrameIterator, one_line
 from ..data.errors import VideoDecodeError
+from ..data.transforms import resize_clip, short_side_size
+from ..outputs import atomic_write
 
 
 def _font(size: int) -> Any:
@@ -50,11 +54,10 @@ def label_lines(topk: Sequence[Dict[str, Any]], name: Optional[str] = None, head
 
 
 def _even_size(w: int, h: int, short_side: Optional[int]) -> tuple:
+    """``(width, height)`` of the preview: scaled to ``short_side`` (if set), rounded down to even
+    sizes (yuv420p)."""
     if short_side:
-        if h <= w:
-            w, h = int(round(w * short_side / h)), int(short_side)
-        else:
-            w, h = int(short_side), int(round(h * short_side / w))
+        h, w = short_side_size(h, w, short_side)
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
@@ -71,26 +74,25 @@ def write_annotated_video(path: str, out: str, *, timeline: Optional[Sequence[Di
 
     starts = [float(e["start"]) for e in (timeline or [])]
     try:
-        src = av.open(path)
-    except Exception as e:
-        raise VideoDecodeError(path, f"cannot open: {type(e).__name__}") from None
+        frames = FrameIterator(path, "pyav")
+    except Exception as e:  # PyAV/FFmpeg errors: OSError subclasses, ValueError, ...
+        raise VideoDecodeError(path, f"cannot open: {one_line(e)}") from None
     written = 0
-    tmp = out + ".part.mp4"
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    try:
-        stream = src.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = fps or float(stream.average_rate or stream.guessed_rate or 25)
-        W, H = _even_size(stream.codec_context.width, stream.codec_context.height, short_side)
-        font = _font(max(12, H // 24))
+
+    def encode(tmp: str) -> None:
+        nonlocal written
+        rate = fps or frames.fps or 25.0
         with av.open(tmp, "w", format="mp4") as dst:
-            enc = dst.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
-            enc.width, enc.height, enc.pix_fmt = W, H, "yuv420p"
-            enc.options = {"preset": "veryfast", "crf": "23"}
-            for k, frame in enumerate(src.decode(stream)):
+            enc = None
+            for k, rgb in enumerate(frames):
+                if enc is None:  # sized by the first frame
+                    W, H = _even_size(rgb.shape[1], rgb.shape[0], short_side)
+                    font = _font(max(12, H // 24))
+                    enc = dst.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
+                    enc.width, enc.height, enc.pix_fmt = W, H, "yuv420p"
+                    enc.options = {"preset": "veryfast", "crf": "23"}
                 t = k / rate
-                img = frame.to_image(width=W, height=H) if (frame.width, frame.height) != (W, H) \
-                    else frame.to_image()
+                img = Image.fromarray(resize_clip(rgb[None], H, W)[0])
                 if timeline:
                     e = timeline[max(0, bisect.bisect_right(starts, t + 1e-9) - 1)]
                     lines = label_lines(e["topk"], e["name"], f"{t:6.2f} s  window {e['start']:g}-{e['end']:g} s")
@@ -101,15 +103,15 @@ def write_annotated_video(path: str, out: str, *, timeline: Optional[Sequence[Di
                 for packet in enc.encode(vf):
                     dst.mux(packet)
                 written += 1
+            if enc is None:
+                raise VideoDecodeError(path, "no frames decoded")
             for packet in enc.encode():
                 dst.mux(packet)
-        if written == 0:
-            raise VideoDecodeError(path, "no frames decoded")
-        os.replace(tmp, out)
+
+    try:
+        atomic_write(out, encode)  # a file named ``out`` is always a whole video
     finally:
-        src.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        frames.close()
     return written
 
 

@@ -7,7 +7,7 @@ from .base import (PretrainedCfg, VideoClassifier, count_params, register_model,
                    resolve_pretrained_cfg)
 from .fold import fold_batchnorm  # noqa: F401
 from . import state_map, x3d_weights  # noqa: F401,E402  (register the published weight layouts)
-from .layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, set_default_impl  # noqa: F401
+from .layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, set_default_impl, use_impl  # noqa: F401
 from .x3d import X3D, create_x3d, round_width  # noqa: F401
 from . import e3d_squeezenet, e3d_resnet  # noqa: F401  (registers)
 from . import e3d_mobilenet, e3d_mobilenetv2, e3d_shufflenet, e3d_shufflenetv2  # noqa: F401  (registers)

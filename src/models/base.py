@@ -19,7 +19,7 @@ tools and entry points use only this contract, never a model's internal attribut
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mindspore import Parameter, nn
@@ -138,6 +138,11 @@ class VideoClassifier(nn.Cell):
     def export_problem(self, shape: Sequence[int], fmt: str) -> Optional[str]:
         """Why a clip of ``shape`` (C, T, H, W) cannot be exported to ``fmt`` (None: it can)."""
         return None
+
+    def prepare_export(self, fmt: str) -> None:
+        """Switch to formulations the ``fmt`` (``MINDIR``, ``ONNX``) exporter converts, with the
+        same outputs (X3D: the head's pooled positions without ``AvgPool3D`` for ONNX); called by
+        the exporter on the network it writes, never on the one it checks against. Default: none."""
 
     def default_input_shape(self) -> Tuple[int, int, int, int]:
         c = self.pretrained_cfg

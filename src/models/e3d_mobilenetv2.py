@@ -32,9 +32,9 @@ from typing import List, Tuple
 from mindspore import nn
 
 from .base import attach_pretrained_cfg, register_model
-from .e3d_mobilenet import (E3D_KINETICS_CFG, KAIMING_FAN_OUT, NORMAL_001, LightE3D, Seq, Shape,
-                            check_channels, check_clip, check_dropout, check_width, conv3d, conv_bn_act,
-                            conv_cost, depthwise3d, stem_cost)
+from .e3d_common import (test_view_of, E3D_CFG, KAIMING_FAN_OUT, NORMAL_001, IndexedSequential, LightE3D, Shape,
+                         chain_flops, check_channels, check_clip, check_dropout, check_width, conv3d,
+                         conv_bn_act, conv_cost, depthwise3d, stem_cost)
 from .layers import BatchNorm3d
 
 # (expansion t, channels c, repeats n, first stride s)
@@ -54,7 +54,7 @@ class InvertedResidual(nn.Cell):
             cells += [conv3d(dim_in, hidden, 1, init=KAIMING_FAN_OUT), BatchNorm3d(hidden), nn.ReLU6()]
         cells += [depthwise3d(hidden, stride=stride, init=KAIMING_FAN_OUT), BatchNorm3d(hidden), nn.ReLU6(),
                   conv3d(hidden, dim_out, 1, init=KAIMING_FAN_OUT), BatchNorm3d(dim_out)]
-        self.conv = Seq(cells)
+        self.conv = IndexedSequential(cells)
         pairs = (("0", "1"), ("3", "4")) if expand_ratio == 1 else (("0", "1"), ("3", "4"), ("6", "7"))
         self.conv.conv_bn_pairs = pairs
         self.dims = (dim_in, hidden, dim_out, stride, expand_ratio)
@@ -93,7 +93,7 @@ class MobileNetV2_3D(LightE3D):
                 cells.append(InvertedResidual(dim, out, s if i == 0 else 1, t))
                 dim = out
         cells.append(conv_bn_act(dim, last, 1, act=nn.ReLU6, init=KAIMING_FAN_OUT))
-        self.features = Seq(cells)
+        self.features = IndexedSequential(cells)
         self.stem_dim = cells[0][0].dim_out
         self._setup(num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
                     in_channels=in_channels, dropout_rate=dropout_rate, dim_out=last)
@@ -104,14 +104,12 @@ class MobileNetV2_3D(LightE3D):
 
     def feature_flops(self, shape: Shape) -> Tuple[int, Shape]:
         total, shape = stem_cost(shape, self.stem_dim)
-        for block in self.features.cell_list[1:-1]:
-            macs, shape = block.flops(shape)
-            total += macs
-        macs, shape = conv_cost(shape, self.dim_out, 1)
-        return total + macs, shape
+        blocks, shape = chain_flops(self.features.cell_list[1:-1], shape)
+        last, shape = conv_cost(shape, self.dim_out, 1)
+        return total + blocks + last, shape
 
 
-@register_model(E3D_KINETICS_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_mobilenetv2(*, width_mult: float = 1.0, num_classes: int = 600, num_frames: int = 16,
                     crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> MobileNetV2_3D:
     """3D MobileNetV2 (paper widths 0.2/0.45/0.7/1.0x; any positive ``width_mult`` builds)."""

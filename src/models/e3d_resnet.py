@@ -31,68 +31,28 @@ fails, as in the reference.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from mindspore import nn, ops
 from mindspore.common.initializer import HeUniform, Uniform
 
-from ..errors import UserError
-from .base import FlopsSequential, PretrainedCfg, VideoClassifier, attach_pretrained_cfg, register_model
-from .layers import BatchNorm3d, Conv3d, ceil_div
+from .base import FlopsSequential, VideoClassifier, attach_pretrained_cfg, register_model
+from .e3d_common import (test_view_of, BN_OPS, E3D_CFG, FixedAvgPool, IndexedSequential, MaxPool3d, Shape, check_choice,
+                         check_positive_int, check_sizes)
+from .layers import BatchNorm3d, Conv3d, conv_out_size
 
-Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
-
-# FLOPs = multiply-adds of convolutions and linear layers + 2 per BatchNorm output element (the
+# FLOPs = multiply-adds of convolutions and linear layers + 2 per BatchNorm output element (BN_OPS, the
 # convention of x3d.py). The paper's MFLOPs (thop, batch 1) also count ReLU, pools, additions and
 # Linear as 2*in-1, so they are 0.2-0.4% higher. At 16x112 (ours vs paper, MFLOPs): ResNet-18 A
 # 8307 vs 8323, ResNet-50 A 9809 vs 9835, ResNet-101 A 13635 vs 13664, ResNeXt-101 9618 vs 9652.
-BN_OPS = 2
 
 BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
           152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
 RESNEXT_DEPTHS = (50, 101, 152)
 SHORTCUTS = ("A", "B")
 
-E3D_CFG = PretrainedCfg(num_classes=600, num_frames=16, sampling_rate=1, crop_size=112, test_short_side=112,
-                        test_crop_size=112, mean=(114.7748, 107.7354, 99.4750), std=(1.0, 1.0, 1.0),
-                        value_range=255.0, channel_order="BGR", dataset="kinetics600",
-                        paper="Köpüklü et al. 2019, Resource Efficient 3D CNNs")
 
-
-def conv_out(size: int, k: int, s: int, p: int) -> int:
-    return (size + 2 * p - k) // s + 1
-
-
-# ----------------------------------------------------------------------------- shared cells
-class IndexedSequential(nn.SequentialCell):
-    """``nn.SequentialCell`` whose numbered children can be replaced with ``setattr(cell, "1", new)``
-    (what ``fold_batchnorm`` does to a folded BatchNorm), keeping names like ``features.1.gamma``."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name.isdigit() and isinstance(value, nn.Cell) and name in self.__dict__.get("_cells", {}):
-            self[list(self._cells).index(name)] = value
-        else:
-            super().__setattr__(name, value)
-
-
-class MaxPool3d(nn.Cell):
-    """Max pool with torch semantics (implicit -inf padding, floor output size)."""
-
-    def __init__(self, kernel_size: int = 3, stride: int = 2, padding: int = 1) -> None:
-        super().__init__()
-        self.geometry = (kernel_size, stride, padding)
-        # MindSpore's MaxPool3D pads with -inf (checked against torch in tests/models/test_e3d_heavy.py)
-        self.pool = ops.MaxPool3D(kernel_size=kernel_size, strides=stride, pad_mode="pad", pad_list=padding)
-
-    def construct(self, x):
-        return self.pool(x)
-
-    def out_shape(self, shape: Shape) -> Shape:
-        k, s, p = self.geometry
-        c, t, h, w = shape
-        return (c, conv_out(t, k, s, p), conv_out(h, k, s, p), conv_out(w, k, s, p))
-
-
+# ----------------------------------------------------------------------------- blocks
 class ShortcutA(nn.Cell):
     """Parameter-free shortcut: every ``stride``-th element in T/H/W, zero channels appended up to
     ``planes``. ``stop_gradient``: like the reference's ``.data``, nothing flows back along it.
@@ -115,42 +75,12 @@ class ShortcutA(nn.Cell):
         return x
 
 
-class FixedAvgPool(nn.Cell):
-    """The reference's ``AvgPool3d(kernel, stride=1)``, kernel fixed at build time from the clip
-    geometry; returns (N, C): the pooled map flattened at the build size (one position), the mean
-    over the positions for a larger clip (where the reference's flatten would break its fc)."""
-
-    def __init__(self, kernel: Tuple[int, int, int]) -> None:
-        super().__init__()
-        self.kernel = tuple(int(k) for k in kernel)
-        self.pool = ops.AvgPool3D(kernel_size=self.kernel, strides=1)
-
-    def construct(self, x):
-        return self.pool(x).mean(axis=(2, 3, 4))
-
-
 def dense_torch_default(dim_in: int, dim_out: int) -> nn.Dense:
     """``nn.Dense`` initialised as torch's ``nn.Linear`` (U(+-1/sqrt(in)) for weight and bias)."""
     return nn.Dense(dim_in, dim_out, weight_init=HeUniform(negative_slope=math.sqrt(5)),
                     bias_init=Uniform(1.0 / math.sqrt(dim_in)))
 
 
-def check_choice(key: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices or isinstance(value, bool):
-        raise UserError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
-
-
-def check_positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{key}: expected a positive integer, got {value!r}")
-
-
-def check_dropout(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise UserError(f"{key}: expected a probability in [0, 1), got {value!r}")
-
-
-# ----------------------------------------------------------------------------- blocks
 class BasicBlock(nn.Cell):
     """conv1 3x3x3 (stride) -> bn1 -> ReLU -> conv2 3x3x3 -> bn2; + shortcut; ReLU."""
 
@@ -178,7 +108,7 @@ class BasicBlock(nn.Cell):
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
         cin, planes, s = self.dims
         _, t, h, w = shape
-        to, ho, wo = conv_out(t, 3, s, 1), conv_out(h, 3, s, 1), conv_out(w, 3, s, 1)
+        to, ho, wo = conv_out_size(t, 3, s, 1), conv_out_size(h, 3, s, 1), conv_out_size(w, 3, s, 1)
         n = planes * to * ho * wo
         macs = n * cin * 27 + n * planes * 27 + 2 * BN_OPS * n
         return macs + _downsample_flops(self, n), (planes, to, ho, wo)
@@ -219,7 +149,7 @@ class Bottleneck(nn.Cell):
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
         cin, mid, out, s, groups = self.dims
         _, t, h, w = shape
-        to, ho, wo = conv_out(t, 3, s, 1), conv_out(h, 3, s, 1), conv_out(w, 3, s, 1)
+        to, ho, wo = conv_out_size(t, 3, s, 1), conv_out_size(h, 3, s, 1), conv_out_size(w, 3, s, 1)
         n1, n2, n3 = mid * t * h * w, mid * to * ho * wo, out * to * ho * wo
         macs = n1 * cin + n2 * (mid // groups) * 27 + n3 * mid + BN_OPS * (n1 + n2 + n3)
         return macs + _downsample_flops(self, n3), (out, to, ho, wo)
@@ -279,7 +209,7 @@ class ResNet3D(VideoClassifier):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.num_features = inplanes
         self.fc = dense_torch_default(inplanes, num_classes)
-        self.avgpool = FixedAvgPool((ceil_div(num_frames, 16), ceil_div(crop_size, 32), ceil_div(crop_size, 32)))
+        self.avgpool = FixedAvgPool.for_clip(num_frames, crop_size)
         self.num_frames, self.crop_size, self.in_channels = num_frames, crop_size, in_channels
         self._num_classes = num_classes
         self.conv_bn_pairs = (("conv1", "bn1"),)
@@ -307,7 +237,7 @@ class ResNet3D(VideoClassifier):
         BN output element. The paper's MFLOPs (thop) add ReLU, pools and additions: ResNet-18 A
         8.307 G here vs 8.323 G there."""
         c, t, h, w = tuple(shape) if shape is not None else self.default_input_shape()
-        t1, h1, w1 = conv_out(t, 7, 1, 3), conv_out(h, 7, 2, 3), conv_out(w, 7, 2, 3)
+        t1, h1, w1 = conv_out_size(t, 7, 1, 3), conv_out_size(h, 7, 2, 3), conv_out_size(w, 7, 2, 3)
         n = 64 * t1 * h1 * w1
         total = n * c * 343 + BN_OPS * n
         s = self.maxpool.out_shape((64, t1, h1, w1))
@@ -321,13 +251,7 @@ class ResNet3D(VideoClassifier):
         return (self.in_channels, self.num_frames, self.crop_size, self.crop_size)
 
 
-def _common_checks(num_classes: int, num_frames: int, crop_size: int, in_channels: int) -> None:
-    for key, value in (("num_classes", num_classes), ("num_frames", num_frames), ("crop_size", crop_size),
-                       ("in_channels", in_channels)):
-        check_positive_int(f"model.{key}", value)
-
-
-@register_model(E3D_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, num_frames: int = 16,
                crop_size: int = 112, in_channels: int = 3, zero_init_residual: bool = False) -> ResNet3D:
     """3D ResNet-``depth`` (10/18/34 basic, 50/101/152/200 bottleneck) with shortcut ``A``
@@ -338,7 +262,7 @@ def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, 
     shortcuts alone (what lets the deep bottleneck networks learn the small demo at batch 8)."""
     check_choice("model.depth", depth, tuple(BLOCKS))
     check_choice("model.shortcut", shortcut, SHORTCUTS)
-    _common_checks(num_classes, num_frames, crop_size, in_channels)
+    check_sizes(num_classes, num_frames, crop_size, in_channels)
     net = ResNet3D(depth=depth, shortcut=shortcut, num_classes=num_classes, num_frames=num_frames,
                    crop_size=crop_size, in_channels=in_channels, zero_init_residual=zero_init_residual)
     net.arch = f"e3d_resnet (depth={depth}, shortcut={shortcut})"
@@ -346,7 +270,7 @@ def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, 
                                                          crop_size=crop_size))
 
 
-@register_model(E3D_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B", num_classes: int = 600,
                 num_frames: int = 16, crop_size: int = 112, in_channels: int = 3,
                 zero_init_residual: bool = False) -> ResNet3D:
@@ -358,7 +282,7 @@ def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B",
     check_choice("model.depth", depth, RESNEXT_DEPTHS)
     check_choice("model.shortcut", shortcut, SHORTCUTS)
     check_positive_int("model.cardinality", cardinality)
-    _common_checks(num_classes, num_frames, crop_size, in_channels)
+    check_sizes(num_classes, num_frames, crop_size, in_channels)
     net = ResNet3D(depth=depth, shortcut=shortcut, cardinality=cardinality, num_classes=num_classes,
                    num_frames=num_frames, crop_size=crop_size, in_channels=in_channels,
                    zero_init_residual=zero_init_residual)
@@ -367,5 +291,4 @@ def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B",
                                                           crop_size=crop_size))
 
 
-__all__ = ["ResNet3D", "BasicBlock", "Bottleneck", "ShortcutA", "MaxPool3d", "IndexedSequential",
-           "e3d_resnet", "e3d_resnext", "E3D_CFG"]
+__all__ = ["ResNet3D", "BasicBlock", "Bottleneck", "ShortcutA", "e3d_resnet", "e3d_resnext"]

@@ -41,8 +41,8 @@ from mindspore import nn, ops
 
 from ..errors import UserError
 from .base import attach_pretrained_cfg, register_model
-from .e3d_mobilenet import (E3D_KINETICS_CFG, LightE3D, Seq, Shape, channel_shuffle, check_dropout, check_width,
-                            conv3d, conv_bn_act, conv_cost, conv_out, depthwise3d, stem_cost)
+from .e3d_common import (test_view_of, E3D_CFG, IndexedSequential, LightE3D, MaxPool3d, Shape, chain_flops, channel_shuffle,
+                         check_dropout, check_width, conv3d, conv_bn_act, conv_cost, depthwise3d, stem_cost)
 from .layers import BatchNorm3d
 
 SHUFFLENET_WIDTHS: Dict[int, Tuple[int, int, int, int]] = {
@@ -133,9 +133,9 @@ class ShuffleNet3D(LightE3D):
         plan = shufflenet_plan(width_mult, groups)
         stem = plan[0][0][0]
         self.conv1 = conv_bn_act(in_channels, stem, 3, stride=(1, 2, 2))
-        self.maxpool = ops.MaxPool3D(kernel_size=3, strides=2, pad_mode="pad", pad_list=(1, 1, 1, 1, 1, 1))
+        self.maxpool = MaxPool3d(3, 2, 1)
         self.layer1, self.layer2, self.layer3 = (
-            Seq([ShuffleBottleneck(i, o, s, groups) for i, o, s in layer]) for layer in plan)
+            IndexedSequential([ShuffleBottleneck(i, o, s, groups) for i, o, s in layer]) for layer in plan)
         self.stem_dim, self.groups = stem, groups
         self._setup(num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
                     in_channels=in_channels, dropout_rate=dropout_rate, dim_out=plan[-1][-1][1])
@@ -146,16 +146,13 @@ class ShuffleNet3D(LightE3D):
         return self.layer3(self.layer2(self.layer1(x)))
 
     def feature_flops(self, shape: Shape) -> Tuple[int, Shape]:
-        total, (c, t, h, w) = stem_cost(shape, self.stem_dim)
-        shape = (c, conv_out(t, 3, 2, 1), conv_out(h, 3, 2, 1), conv_out(w, 3, 2, 1))  # max pool
-        for layer in (self.layer1, self.layer2, self.layer3):
-            for block in layer.cell_list:
-                macs, shape = block.flops(shape)
-                total += macs
-        return total, shape
+        total, shape = stem_cost(shape, self.stem_dim)
+        blocks = [block for layer in (self.layer1, self.layer2, self.layer3) for block in layer.cell_list]
+        macs, shape = chain_flops(blocks, self.maxpool.out_shape(shape))
+        return total + macs, shape
 
 
-@register_model(E3D_KINETICS_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_shufflenet(*, width_mult: float = 1.0, groups: int = 3, num_classes: int = 600, num_frames: int = 16,
                    crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> ShuffleNet3D:
     """3D ShuffleNet v1 (paper: groups 3, widths 0.5/1.0/1.5/2.0x; groups 1, 2, 4, 8 also build)."""

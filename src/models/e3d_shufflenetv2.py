@@ -33,8 +33,8 @@ from mindspore import nn, ops
 
 from ..errors import UserError
 from .base import attach_pretrained_cfg, register_model
-from .e3d_mobilenet import (E3D_KINETICS_CFG, LightE3D, Seq, Shape, channel_shuffle, check_clip, check_dropout,
-                            conv3d, conv_bn_act, conv_cost, conv_out, depthwise3d, stem_cost)
+from .e3d_common import (test_view_of, E3D_CFG, IndexedSequential, LightE3D, MaxPool3d, Shape, chain_flops, channel_shuffle,
+                         check_clip, check_dropout, conv3d, conv_bn_act, conv_cost, depthwise3d, stem_cost)
 from .layers import BatchNorm3d
 
 SHUFFLENETV2_WIDTHS: Dict[float, Tuple[int, int, int, int]] = {
@@ -52,13 +52,13 @@ class ShuffleV2Block(nn.Cell):
         super().__init__()
         half = dim_out // 2
         a_in = half if stride == 1 else dim_in
-        self.banch2 = Seq([conv3d(a_in, half, 1), BatchNorm3d(half), nn.ReLU(),
-                           depthwise3d(half, stride=stride), BatchNorm3d(half),
-                           conv3d(half, half, 1), BatchNorm3d(half), nn.ReLU()])
+        self.banch2 = IndexedSequential([conv3d(a_in, half, 1), BatchNorm3d(half), nn.ReLU(),
+                                         depthwise3d(half, stride=stride), BatchNorm3d(half),
+                                         conv3d(half, half, 1), BatchNorm3d(half), nn.ReLU()])
         self.banch2.conv_bn_pairs = (("0", "1"), ("3", "4"), ("5", "6"))
         if stride == 2:
-            self.banch1 = Seq([depthwise3d(dim_in, stride=stride), BatchNorm3d(dim_in),
-                               conv3d(dim_in, half, 1), BatchNorm3d(half), nn.ReLU()])
+            self.banch1 = IndexedSequential([depthwise3d(dim_in, stride=stride), BatchNorm3d(dim_in),
+                                             conv3d(dim_in, half, 1), BatchNorm3d(half), nn.ReLU()])
             self.banch1.conv_bn_pairs = (("0", "1"), ("2", "3"))
         self.stride, self.half, self.dims = stride, half, (dim_in, dim_out)
 
@@ -93,14 +93,14 @@ class ShuffleNetV2_3D(LightE3D):
         super().__init__()
         widths = SHUFFLENETV2_WIDTHS[width_mult]
         self.conv1 = conv_bn_act(in_channels, STEM_WIDTH, 3, stride=(1, 2, 2))
-        self.maxpool = ops.MaxPool3D(kernel_size=3, strides=2, pad_mode="pad", pad_list=(1, 1, 1, 1, 1, 1))
+        self.maxpool = MaxPool3d(3, 2, 1)
         blocks: List[nn.Cell] = []
         dim = STEM_WIDTH
         for dim_out, n in zip(widths[:3], SHUFFLENETV2_BLOCKS):
             for i in range(n):
                 blocks.append(ShuffleV2Block(dim, dim_out, 2 if i == 0 else 1))
                 dim = dim_out
-        self.features = Seq(blocks)
+        self.features = IndexedSequential(blocks)
         self.conv_last = conv_bn_act(dim, widths[3], 1)
         self.last_in = dim
         self._setup(num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
@@ -112,16 +112,13 @@ class ShuffleNetV2_3D(LightE3D):
         return self.conv_last(self.features(x))
 
     def feature_flops(self, shape: Shape) -> Tuple[int, Shape]:
-        total, (c, t, h, w) = stem_cost(shape, STEM_WIDTH)
-        shape = (c, conv_out(t, 3, 2, 1), conv_out(h, 3, 2, 1), conv_out(w, 3, 2, 1))  # max pool
-        for block in self.features.cell_list:
-            macs, shape = block.flops(shape)
-            total += macs
-        macs, shape = conv_cost(shape, self.dim_out, 1)
-        return total + macs, shape
+        total, shape = stem_cost(shape, STEM_WIDTH)
+        blocks, shape = chain_flops(self.features.cell_list, self.maxpool.out_shape(shape))
+        last, shape = conv_cost(shape, self.dim_out, 1)
+        return total + blocks + last, shape
 
 
-@register_model(E3D_KINETICS_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_shufflenetv2(*, width_mult: float = 1.0, num_classes: int = 600, num_frames: int = 16,
                      crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> ShuffleNetV2_3D:
     """3D ShuffleNetV2 (``width_mult`` one of 0.25, 0.5, 1.0, 1.5, 2.0)."""

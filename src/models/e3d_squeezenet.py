@@ -30,11 +30,10 @@ from typing import Optional, Sequence, Tuple
 from mindspore import nn, ops
 
 from .base import VideoClassifier, attach_pretrained_cfg, register_model
-from .e3d_resnet import (BN_OPS, E3D_CFG, FixedAvgPool, IndexedSequential, MaxPool3d, check_choice,
-                         check_dropout, check_positive_int, conv_out)
-from .layers import BatchNorm3d, Conv3d, ceil_div
+from .e3d_common import (test_view_of, BN_OPS, E3D_CFG, FixedAvgPool, IndexedSequential, MaxPool3d, Shape, check_choice,
+                         check_dropout, check_positive_int, check_sizes)
+from .layers import BatchNorm3d, Conv3d, conv_out_size
 
-Shape = Tuple[int, int, int, int]
 VERSIONS = ("1.0", "1.1")
 
 
@@ -103,10 +102,9 @@ class SqueezeNet3D(VideoClassifier):
         self.features.conv_bn_pairs = (("0", "1"),)
         self.stem_geometry = (in_channels, stem_out, k, pad)
         self.num_features = cin
-        kernel = (ceil_div(num_frames, 16), ceil_div(crop_size, 32), ceil_div(crop_size, 32))
         self.classifier = nn.SequentialCell([
             nn.Dropout(p=dropout_rate) if dropout_rate > 0 else nn.Identity(),
-            self._final_conv(num_classes), nn.ReLU(), FixedAvgPool(kernel)])
+            self._final_conv(num_classes), nn.ReLU(), FixedAvgPool.for_clip(num_frames, crop_size)])
         self.version = version
         self.num_frames, self.crop_size, self.in_channels = num_frames, crop_size, in_channels
         self._num_classes = num_classes
@@ -136,7 +134,7 @@ class SqueezeNet3D(VideoClassifier):
         c, t, h, w = tuple(shape) if shape is not None else (self.in_channels, self.num_frames,
                                                              self.crop_size, self.crop_size)
         cin, cout, k, pad = self.stem_geometry
-        s = (cout, conv_out(t, k, 1, pad), conv_out(h, k, 2, pad), conv_out(w, k, 2, pad))
+        s = (cout, conv_out_size(t, k, 1, pad), conv_out_size(h, k, 2, pad), conv_out_size(w, k, 2, pad))
         n = cout * s[1] * s[2] * s[3]
         total = n * cin * k ** 3 + BN_OPS * n
         for cell in self.features.cell_list[3:]:
@@ -151,17 +149,15 @@ class SqueezeNet3D(VideoClassifier):
         return (self.in_channels, self.num_frames, self.crop_size, self.crop_size)
 
 
-@register_model(E3D_CFG)
+@register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_squeezenet(*, version: str = "1.1", num_classes: int = 600, num_frames: int = 16, crop_size: int = 112,
                    in_channels: int = 3, dropout_rate: float = 0.5) -> SqueezeNet3D:
     """3D SqueezeNet ``version`` "1.1" (the paper's: 3x3x3 stem, 64 channels) or "1.0" (7x7x7, 96)."""
     if isinstance(version, float):  # YAML reads `version: 1.1` as a number
         version = f"{version:.1f}"
     check_choice("model.version", version, VERSIONS)
-    for key, value in (("num_classes", num_classes), ("num_frames", num_frames), ("crop_size", crop_size),
-                       ("in_channels", in_channels)):
-        check_positive_int(f"model.{key}", value)
-    check_dropout("model.dropout_rate", dropout_rate)
+    check_sizes(num_classes, num_frames, crop_size, in_channels)
+    check_dropout(dropout_rate)
     net = SqueezeNet3D(version=version, num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
                        in_channels=in_channels, dropout_rate=dropout_rate)
     net.arch = f"e3d_squeezenet (version={version})"

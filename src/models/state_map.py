@@ -19,11 +19,10 @@ import numpy as np
 from mindspore import nn
 
 from ..errors import UserError
+from .weights import BN_NAMES, WeightLayout, register_layout
 
-BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 PREFIX = "module."
 MAX_LISTED = 6
-CHECKPOINT_META = ("epoch", "arch", "optimizer", "best_prec1")
 
 
 def _shape(shape) -> str:
@@ -52,8 +51,8 @@ def map_reference_state(state: Mapping, net: nn.Cell, *, source: str) -> Dict[st
         prefix, _, leaf = name.rpartition(".")
         if leaf == "num_batches_tracked":
             continue
-        if prefix and f"{prefix}.gamma" in targets and leaf in BN_LEAVES:
-            name = f"{prefix}.{BN_LEAVES[leaf]}"
+        if prefix and f"{prefix}.gamma" in targets and leaf in BN_NAMES:
+            name = f"{prefix}.{BN_NAMES[leaf]}"
         if name not in targets:
             extra.append(key[len(PREFIX):] if key.startswith(PREFIX) else key)
             continue
@@ -108,12 +107,10 @@ def load_reference_checkpoint_dict(obj: Any, *, source: str = "checkpoint") -> D
     return {str(k): _to_numpy(v) for k, v in state.items()}
 
 
-__all__ = ["map_reference_state", "load_reference_checkpoint_dict", "describe", "BN_LEAVES"]
+__all__ = ["map_reference_state", "load_reference_checkpoint_dict", "describe"]
 
 
 # ----------------------------------------------------------------------------------- layout
-from .weights import WeightLayout, register_layout  # noqa: E402
-
 # The reference's ``arch`` entry (its --model string) per registered builder.
 REFERENCE_ARCH = {"e3d_mobilenet": "mobilenet", "e3d_mobilenetv2": "mobilenetv2", "e3d_shufflenet": "shufflenet",
                   "e3d_shufflenetv2": "shufflenetv2", "e3d_squeezenet": "squeezenet", "e3d_resnet": "resnet",

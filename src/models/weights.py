@@ -8,7 +8,7 @@ X3D has ``slowfast`` and ``pytorchvideo`` (``x3d_weights.py``), the Efficient-3D
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -91,11 +91,4 @@ def resolve_layout(keys: Sequence[str], model_type: str, name: Optional[str] = N
     return found[0]
 
 
-def short_list(names: Sequence[str], limit: int = 6) -> str:
-    names = list(names)
-    head = ", ".join(names[:limit])
-    return head + (f", ... (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
-__all__ = ["WEIGHT_LAYOUTS", "WeightLayout", "register_layout", "resolve_layout", "strip_prefix", "BN_NAMES",
-           "short_list"]
+__all__ = ["WEIGHT_LAYOUTS", "WeightLayout", "register_layout", "resolve_layout", "strip_prefix", "BN_NAMES"]

@@ -25,16 +25,15 @@ ceil(crop/32)) and stride 1, so a test crop larger than the train crop (e.g. 182
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import mindspore as ms
 from mindspore import nn, ops
-from mindspore.common.initializer import Normal, initializer
+from mindspore.common.initializer import Normal
 
-from ..registry import MODELS
 from .base import FlopsSequential, PretrainedCfg, VideoClassifier, attach_pretrained_cfg, count_params, register_model
 from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
-                     ceil_div, global_avg_pool, PointwiseConv3d)
+                     ceil_div, conv_out_size, global_avg_pool, PointwiseConv3d)
 
 Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
 
@@ -59,10 +58,6 @@ def round_repeats(repeats: int, multiplier: float) -> int:
 BN_OPS = 2
 
 
-def _conv_out(size: int, k: int, s: int, p: int) -> int:
-    return (size + 2 * p - k) // s + 1
-
-
 # ----------------------------------------------------------------------------------- stem
 class X3DStem(nn.Cell):
     """conv_xy (1xkxk, stride 1,2,2) -> conv_t (kTx1x1 channelwise) -> BN -> ReLU."""
@@ -85,7 +80,7 @@ class X3DStem(nn.Cell):
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
         dim_in, dim_out, kt = self.dims
         _, t, h, w = shape
-        ho, wo = _conv_out(h, 3, 2, 1), _conv_out(w, 3, 2, 1)
+        ho, wo = conv_out_size(h, 3, 2, 1), conv_out_size(w, 3, 2, 1)
         n_out = dim_out * t * ho * wo
         return n_out * dim_in * 9 + n_out * kt + BN_OPS * n_out, (dim_out, t, ho, wo)
 
@@ -157,7 +152,7 @@ class BottleneckBranch(nn.Cell):
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
         dim_in, dim_inner, dim_out, s, kt = self.dims
         _, t, h, w = shape
-        ho, wo = _conv_out(h, 3, s, 1), _conv_out(w, 3, s, 1)
+        ho, wo = conv_out_size(h, 3, s, 1), conv_out_size(w, 3, s, 1)
         a_out, b_out, c_out = dim_inner * t * h * w, dim_inner * t * ho * wo, dim_out * t * ho * wo
         macs = dim_in * a_out + b_out * kt * 9 + dim_inner * c_out
         if self.use_se:
@@ -220,6 +215,24 @@ def create_x3d_res_stage(*, depth: int, dim_in: int, dim_inner: int, dim_out: in
 
 
 # ----------------------------------------------------------------------------------- head
+def pool_positions(x, kernel: Tuple[int, int, int]):
+    """``avg_pool_head`` (windows of ``kernel`` clipped to the input, stride 1) written as one
+    slice + mean per output position, ops that MindSpore's ONNX exporter converts (its
+    ``AvgPool3D`` has no ONNX converter). Same values up to float rounding (about 1e-7 on unit
+    features); on the CPU it measured 12x (batch 1) to 50x (batch 8) slower than ``AvgPool3D``, so
+    only the ONNX export uses it. A test crop gives few positions (XS at 182: a 4x6x6 map, 4x5x5 window: 1x2x2)."""
+    n, c, t, h, w = x.shape
+    kt, kh, kw = min(kernel[0], t), min(kernel[1], h), min(kernel[2], w)
+    if (kt, kh, kw) == (t, h, w):
+        return global_avg_pool(x)
+    pooled = []
+    for a in range(t - kt + 1):
+        for b in range(h - kh + 1):
+            for d in range(w - kw + 1):
+                pooled.append(x[:, :, a:a + kt, b:b + kh, d:d + kw].mean(axis=(2, 3, 4), keep_dims=True))
+    return ops.concat(pooled, axis=2).reshape(n, c, t - kt + 1, h - kh + 1, w - kw + 1)
+
+
 class X3DHead(nn.Cell):
     """conv_5 -> BN -> ReLU -> avg pool -> lin_5 -> ReLU -> dropout -> projection (-> softmax at test)."""
 
@@ -239,13 +252,17 @@ class X3DHead(nn.Cell):
         self.dims = (dim_in, dim_inner, dim_out, num_classes)
         self.conv_bn_pairs = (("conv_5", "conv_5_bn"),)
         self.bn_folded = False  # set by fold_batchnorm
+        self.pool_by_position = False  # set by X3D.prepare_export("ONNX"): see pool_positions
 
     def construct(self, x):
         if self.bn_folded:
             x = self.conv_5.fused(x, relu=True)
         else:
             x = self.relu(self.conv_5_bn(self.conv_5(x)))
-        x = avg_pool_head(x, self.pool_kernel)
+        if self.pool_by_position:
+            x = pool_positions(x, self.pool_kernel)
+        else:
+            x = avg_pool_head(x, self.pool_kernel)
         x = self.relu(self.lin_5(x))
         x = self.dropout(x)
         x = self.projection(ops.transpose(x, (0, 2, 3, 4, 1)))  # (N, T', H', W', classes)
@@ -307,22 +324,11 @@ class X3D(VideoClassifier):
             total += macs
         return total + self.head.flops(shape)
 
-    def export_problem(self, shape: Sequence[int], fmt: str) -> Optional[str]:
-        """ONNX: the head pools with a fixed window (T, ceil(train_crop/32), ...); a larger feature
-        map (a test crop above the train crop, e.g. 182 vs 160 for XS) makes it ``AvgPool3D``,
-        which MindSpore 2.x cannot write to ONNX. At the train crop the pool is global (a MatMul)."""
-        if fmt != "ONNX":
-            return None
-        _, frames, crop, _ = shape
-        side = crop
-        for _ in range(5):  # stem + res2..res5 each halve H and W (kernel 3, padding 1, stride 2)
-            side = (side + 1) // 2
-        kt, kh, kw = self.head.pool_kernel
-        if frames > kt or side > kh or side > kw:
-            return (f"a {frames}x{crop}x{crop} clip gives a {frames}x{side}x{side} head map, larger than the pool "
-                    f"window {kt}x{kh}x{kw}, so the head needs AvgPool3D, which MindSpore's ONNX exporter does "
-                    f"not support; use --crop {self.crop_size} (the train crop) or MINDIR")
-        return None
+    def prepare_export(self, fmt: str) -> None:
+        """ONNX: the head pools a map larger than its window (a test crop above the train crop,
+        182 vs 160 for XS) position by position (:func:`pool_positions`) instead of with
+        ``AvgPool3D``, which MindSpore's ONNX exporter cannot write."""
+        self.head.pool_by_position = fmt == "ONNX"
 
     def get_classifier(self) -> nn.Cell:
         return self.head.projection

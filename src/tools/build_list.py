@@ -12,12 +12,12 @@ same classes. A frame folder is any folder holding image files (.jpg/.jpeg/.png)
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import List, Optional, Tuple
 
-from ..data.datasets import VIDEO_EXTENSIONS, _subdirs, _videos_under
+from ..cli import ArgumentParser, run_cli
+from ..data.datasets import VIDEO_EXTENSIONS, _subdirs, _videos_under, _warn
 from ..data.errors import DataError
 from ..data.labels import load_label_map, save_label_map
 
@@ -51,12 +51,14 @@ def build_list(data_dir: str, out: str, root: Optional[str] = None,
         if known != classes:
             raise DataError(f"{label_map}: existing label map has classes {known[:5]}..., the tree "
                             f"{classes[:5]}...; pass --label-map NEW.json")
-    lines = []
+    lines, empty = [], []
     for label, cls in enumerate(classes):
         if rawframes:
             items = _frame_folders_under(os.path.join(data_dir, cls))
         else:
             items = [(p, None) for p in _videos_under(os.path.join(data_dir, cls), VIDEO_EXTENSIONS)]
+        if not items:
+            empty.append(f"{cls!r} (class {label})")
         for path, count in items:
             rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(os.sep, "/")
             lines.append(f"{rel} {label}" if count is None else f"{rel} {count} {label}")
@@ -64,6 +66,10 @@ def build_list(data_dir: str, out: str, root: Optional[str] = None,
         what = "frame folders (with .jpg/.png files)" if rawframes else \
             f"video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"
         raise DataError(f"{data_dir}: no {what} in class folders")
+    if empty:  # kept in the label map, so the other classes keep the indices of the sorted names
+        _warn(f"{data_dir}: {len(empty)} class folder(s) without {'frame folders' if rawframes else 'video files'}: "
+              f"{', '.join(empty)}; a class keeps its index (the place of its name in the class list), "
+              f"so the other indices do not shift")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -72,8 +78,8 @@ def build_list(data_dir: str, out: str, root: Optional[str] = None,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m src.tools.build_list",
-                                description="VideoList (or --rawframes RawFrameList) file from a class-folder tree.")
+    p = ArgumentParser(prog="python -m src.tools.build_list",
+                       description="VideoList (or --rawframes RawFrameList) file from a class-folder tree.")
     p.add_argument("data_dir")
     p.add_argument("out")
     p.add_argument("--root", default=None, help="paths are relative to this (default: OUT's folder)")
@@ -93,4 +99,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

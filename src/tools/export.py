@@ -8,14 +8,19 @@ convolution before it (``--no-fold-bn`` keeps them), input float32 (N, 3, T, S, 
 output (N, classes) softmax probabilities averaged over the head's positions (SlowFast testing).
 T defaults to the model's ``num_frames`` and S to ``infer.crop_size`` (the test crop).
 The network comes from the one inference loader (``src/engine/inference.py``). The batch
-dimension is dynamic unless ``--batch N`` fixes it.
+dimension is dynamic unless ``--batch N`` fixes it. Every file carries its metadata as JSON
+(``export_metadata``: class names, input shape, frames, sampling rate, short side, crop,
+mean/std, value range, channel order, eval output) in the MINDIR's ``user_info`` or the ONNX
+``metadata_props``, so ``infer.py --mindir FILE`` needs no config and no label map.
 
-The conv formulation is chosen for the format, since the CPU default (``custom``, an AOT C++
-``ops.Custom``) cannot live in a file for another runtime:
+The conv formulation is chosen for the format, since the CPU default (``cpp``, an AOT C++
+``ops.Custom``) cannot live in a file for another runtime (formulation names: the layer policy,
+``src/models/layers/policy.py``; ``--conv-impl fold`` and ``custom`` are deprecated spellings of
+``banded`` and ``cpp``):
 
-* MINDIR: channelwise convs as ``fold`` (grouped Conv2D with an in-graph banded weight: exact
+* MINDIR: channelwise convs as ``banded`` (grouped Conv2D with an in-graph banded weight: exact
   and portable to every backend); stem ``native``.
-* MINDIR with ``--conv-impl custom``: the CPU inference network itself, C++ kernels included. A
+* MINDIR with ``--conv-impl cpp``: the CPU inference network itself, C++ kernels included. A
   MINDIR stores each AOT kernel as the absolute path of its shared library, so this file runs only
   on a CPU where that library exists (this machine, or one with the same kernel cache); the
   loader checks this and says so in one line. It needs a fixed ``--batch N`` (a loaded MINDIR
@@ -25,7 +30,9 @@ The conv formulation is chosen for the format, since the CPU default (``custom``
   (t_begin, h_begin, ..., t_end, h_end, ...), which is wrong whenever the padding differs between
   axes (the stem's (0,1,1) and (2,0,0)); the pads are reordered here. MindSpore also refuses dynamic
   shapes for ONNX, so the file is exported at two batch sizes, the Reshape shape entries that
-  differ (the batch) become -1 and the input/output batch dimension becomes symbolic.
+  differ (the batch) become -1 and the input/output batch dimension becomes symbolic. Its
+  ``AvgPool3D`` has no ONNX converter: the network's ``prepare_export("ONNX")`` writes X3D's head
+  pool at a test crop above the train crop as one slice + mean per pooled position.
 
 Every file is checked before it is published: it is loaded with its runtime (``nn.GraphCell`` /
 onnxruntime), run on a random clip and compared with the checkpoint network; above the tolerance
@@ -37,7 +44,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,9 +51,13 @@ import numpy as np
 from ..cli import ArgumentParser, add_config_args, parse_with_overrides, run_cli
 from ..config import config_from_args
 from ..errors import UserError
+from ..outputs import atomic_write
 
 FORMATS = ("MINDIR", "ONNX")
-DEFAULT_IMPL = {"MINDIR": "fold", "ONNX": "native"}
+DEFAULT_IMPL = {"MINDIR": "banded", "ONNX": "native"}
+# --conv-impl: the channelwise formulations of src/models/layers/policy.py, then the deprecated
+# spellings it maps (fold -> banded, custom -> cpp); tests/tools/test_export.py checks they agree
+CONV_IMPLS = ("native", "banded", "cpp", "custom", "fold")
 TOLERANCE = {"MINDIR": 1e-5, "ONNX": 1e-4}
 EXTENSION = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 ONNX_BATCHES = (2, 3)  # the two batch sizes whose exports reveal the batch-dependent constants
@@ -91,19 +101,38 @@ def check_out_path(out: str) -> str:
     return out
 
 
+def canonical_conv_impl(conv_impl: Optional[str]) -> Optional[str]:
+    """``--conv-impl`` in today's vocabulary (the layer policy's table: ``fold`` -> ``banded``,
+    ``custom`` -> ``cpp``, with one DeprecationWarning); None stays None (the format's default)."""
+    if conv_impl is None:
+        return None
+    from ..models.layers import canonical_impl
+    try:
+        return canonical_impl(conv_impl, "channelwise")
+    except ValueError as e:
+        raise ExportError(f"--conv-impl: {e}") from None
+
+
 # ----------------------------------------------------------------------------------- model
-def build_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False, fmt: str = "MINDIR") -> Any:
-    """The checkpoint's network in eval mode (the inference loader), built with portable layers:
-    ``conv_impl`` for channelwise convolutions, ``native`` for the spatial stem convolution
-    (im2col's ops.pad has no ONNX converter), and for general/grouped convolutions ``native``
-    (ONNX ``Conv`` with ``group``) or ``split`` (MINDIR: per-group convolutions, which every
-    MindSpore backend runs, Ascend included) instead of the CPU-only C++ kernels."""
+def load_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False, fmt: str = "MINDIR") -> Any:
+    """The checkpoint's :class:`~src.engine.inference.InferenceModel` (eval mode, its class names
+    and data config), the network built with portable layers: ``conv_impl`` for channelwise
+    convolutions, ``native`` for the spatial stem convolution (im2col's ops.pad has no ONNX
+    converter), and for general/grouped convolutions ``native`` (ONNX ``Conv`` with ``group``) or
+    ``split`` (MINDIR: per-group convolutions, which every MindSpore backend runs, Ascend
+    included) instead of the CPU-only C++ kernels."""
     from ..engine.inference import load_inference_model
-    if conv_impl == "custom":  # the CPU inference network as it is (device defaults: C++ kernels)
-        return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn).net
+    conv_impl = canonical_conv_impl(conv_impl)
+    if conv_impl == "cpp":  # the CPU inference network as it is (device defaults: C++ kernels)
+        return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn)
     impls = {"channelwise": conv_impl, "spatial": "native", "pointwise": "native",
              "grouped": "native" if fmt == "ONNX" else "split"}
-    return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn, impls=impls).net
+    return load_inference_model(cfg, ckpt=ckpt, fold_bn=fold_bn, impls=impls)
+
+
+def build_for_export(cfg: Any, ckpt: str, conv_impl: str, fold_bn: bool = False, fmt: str = "MINDIR") -> Any:
+    """The network of :func:`load_for_export`."""
+    return load_for_export(cfg, ckpt, conv_impl, fold_bn=fold_bn, fmt=fmt).net
 
 
 def reference_scores(net: Any, clip: np.ndarray) -> np.ndarray:
@@ -112,10 +141,20 @@ def reference_scores(net: Any, clip: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- MINDIR
-def export_mindir(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str) -> None:
+def export_mindir(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str,
+                  metadata: Optional[Dict[str, Any]] = None) -> None:
+    """``ms.export``; ``metadata`` goes into the file's ``user_info`` as JSON (MindSpore's
+    ``custom_func`` hook; ``mindspore.load`` ignores it)."""
+    import json
     import mindspore as ms
+    from ..engine.inference import METADATA_KEY
+
+    def store(proto: Any) -> None:
+        proto.user_info[METADATA_KEY] = json.dumps(metadata)
+
     stem = tmp[: -len(".mindir")]
-    ms.export(net, ms.Tensor(shape=list(shape), dtype=ms.float32), file_name=stem, file_format="MINDIR")
+    ms.export(net, ms.Tensor(shape=list(shape), dtype=ms.float32), file_name=stem, file_format="MINDIR",
+              **({"custom_func": store} if metadata else {}))
     if not os.path.isfile(tmp):
         raise ExportError(f"MindSpore did not write {tmp}")
 
@@ -234,7 +273,11 @@ def make_batch_dynamic(first: Any, second: Any, batches: Sequence[int]) -> int:
     return len(replaced)
 
 
-def export_onnx(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str) -> Dict[str, int]:
+def export_onnx(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: str,
+                metadata: Optional[Dict[str, Any]] = None) -> Dict[str, int]:
+    """The ONNX file (Conv pads fixed, batch made dynamic when ``shape[0]`` is None);
+    ``metadata`` goes into its ``metadata_props`` as JSON."""
+    import json
     onnx = _import_onnx()
     clip_shape = tuple(shape[1:])
     if shape[0] is None:
@@ -249,6 +292,9 @@ def export_onnx(net: Any, shape: Tuple[Optional[int], int, int, int, int], tmp: 
         onnx.checker.check_model(model)
     except Exception as e:  # onnx.checker.ValidationError
         raise ExportError(f"ONNX: the exported model is invalid: {str(e).splitlines()[0]}") from None
+    if metadata:
+        from ..engine.inference import METADATA_KEY
+        onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
     onnx.save(model, tmp)
     return {"reordered_pads": pads, "dynamic_reshapes": reshapes}
 
@@ -267,62 +313,73 @@ def run_onnx(path: str, clip: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------- driver
 def export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
            crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0,
-           fold_bn: bool = True) -> Dict[str, Any]:
+           fold_bn: bool = True, class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Export (BatchNorm folded into the convolutions unless ``fold_bn`` is False), verify
     against the unfolded checkpoint network, then publish ``out`` atomically.
 
     Without ``conv_impl`` the format's default channelwise formulation is tried first; a graph
-    it cannot express with a dynamic batch (``fold`` needs a static T, which MaxPool3D loses when
-    the batch is dynamic, as in the ShuffleNets) is exported again with ``native``."""
+    it cannot express with a dynamic batch (``banded`` needs a static T, which MaxPool3D loses when
+    the batch is dynamic, as in the ShuffleNets) is exported again with ``native``.
+
+    The file carries its metadata (:func:`~src.engine.inference.export_metadata`: class names,
+    ``class_names`` or else the checkpoint's label map; input shape; the data config with this
+    ``frames`` and ``crop``)."""
+    conv_impl = canonical_conv_impl(conv_impl)
+    kw = dict(batch=batch, frames=frames, crop=crop, verify=verify, seed=seed, fold_bn=fold_bn,
+              class_names=class_names)
     if conv_impl is not None or DEFAULT_IMPL[fmt] == "native":
-        return _export(cfg, ckpt, fmt, out, batch=batch, frames=frames, crop=crop, conv_impl=conv_impl,
-                       verify=verify, seed=seed, fold_bn=fold_bn)
+        return _export(cfg, ckpt, fmt, out, conv_impl=conv_impl, **kw)
     try:
-        return _export(cfg, ckpt, fmt, out, batch=batch, frames=frames, crop=crop, conv_impl=None,
-                       verify=verify, seed=seed, fold_bn=fold_bn)
+        return _export(cfg, ckpt, fmt, out, conv_impl=None, **kw)
     except ExportError as e:
         if "export failed" not in str(e):
             raise
-        return _export(cfg, ckpt, fmt, out, batch=batch, frames=frames, crop=crop, conv_impl="native",
-                       verify=verify, seed=seed, fold_bn=fold_bn)
+        return _export(cfg, ckpt, fmt, out, conv_impl="native", **kw)
 
 
 def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], frames: int,
            crop: int, conv_impl: Optional[str] = None, verify: bool = True, seed: int = 0,
-           fold_bn: bool = True) -> Dict[str, Any]:
+           fold_bn: bool = True, class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Export (BatchNorm folded into the convolutions unless ``fold_bn`` is False), verify
     against the unfolded checkpoint network, then publish ``out`` atomically."""
     if not os.path.isfile(ckpt):
         raise ExportError(f"{ckpt}: checkpoint not found")
-    impl = conv_impl or DEFAULT_IMPL[fmt]
-    if impl == "custom" and fmt != "MINDIR":
-        raise ExportError("--conv-impl custom: the C++ kernels are MindSpore ops.Custom, which only a "
-                          "MINDIR can hold; use fold or native for ONNX")
-    if impl == "custom" and batch is None:
-        raise ExportError("--conv-impl custom needs a fixed --batch N: a loaded MINDIR cannot infer the "
+    impl = canonical_conv_impl(conv_impl) or DEFAULT_IMPL[fmt]
+    if impl == "cpp" and fmt != "MINDIR":
+        raise ExportError("--conv-impl cpp: the C++ kernels are MindSpore ops.Custom, which only a "
+                          "MINDIR can hold; use banded or native for ONNX")
+    if impl == "cpp" and batch is None:
+        raise ExportError("--conv-impl cpp needs a fixed --batch N: a loaded MINDIR cannot infer the "
                           "shapes of C++ kernels for a dynamic batch")
-    if impl == "custom":
+    if impl == "cpp":
         from ..models import kernels
         if kernels.library_path("channelwise") is None:
-            raise ExportError("--conv-impl custom: the C++ kernel library could not be built here "
-                              "(see the warning above); use fold or native")
-    net = build_for_export(cfg, ckpt, impl, fold_bn=fold_bn, fmt=fmt)
-    # verified against the unfolded checkpoint network
-    reference = build_for_export(cfg, ckpt, impl, fmt=fmt) if (fold_bn and verify) else net
+            raise ExportError("--conv-impl cpp: the C++ kernel library could not be built here "
+                              "(see the warning above); use banded or native")
+    model = load_for_export(cfg, ckpt, impl, fold_bn=fold_bn, fmt=fmt)
+    net = model.net
+    net.prepare_export(fmt)  # formulations the format's exporter converts (X3D's head pool for ONNX)
+    # verified against the unfolded checkpoint network as inference runs it (no export formulations)
+    reference = build_for_export(cfg, ckpt, impl, fmt=fmt) if verify else net
     if fmt == "ONNX":
         check_onnx_head(net, frames, crop)
     in_ch = int(getattr(net, "in_channels", 3))
     shape = (batch, in_ch, frames, crop, crop)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=f".tmp{EXTENSION[fmt]}",
-                               dir=os.path.dirname(out))
-    os.close(fd)
-    summary: Dict[str, Any] = {"format": fmt, "conv_impl": impl, "bn_folded": fold_bn, "input": shape, "out": out}
-    try:
+    from ..engine.inference import export_metadata
+    data = model.data_config
+    data = data.replace(num_frames=frames, crop_size=crop, short_side=max(data.short_side, crop), in_channels=in_ch)
+    metadata = export_metadata(data, model=str(cfg["model"]["type"]), num_classes=model.num_classes,
+                               class_names=class_names if class_names is not None else model.class_names,
+                               input_shape=shape)
+    summary: Dict[str, Any] = {"format": fmt, "conv_impl": impl, "bn_folded": fold_bn, "input": shape, "out": out,
+                               "metadata": metadata}
+
+    def export_and_verify(tmp: str) -> None:  # tmp: the partial file, renamed to ``out`` once verified
         try:
             if fmt == "MINDIR":
-                export_mindir(net, shape, tmp)
+                export_mindir(net, shape, tmp, metadata)
             else:
-                summary.update(export_onnx(net, shape, tmp))
+                summary.update(export_onnx(net, shape, tmp, metadata))
         except (RuntimeError, ValueError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"{fmt} export failed: {first}") from None
@@ -345,14 +402,12 @@ def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], fr
             if not diff <= limit:
                 raise ExportError(f"{fmt}: scores differ from the checkpoint by {diff:.3g} "
                                   f"(> {limit:.3g}); nothing written")
-        if impl == "custom":
+        if impl == "cpp":
             from ..models import kernels
             summary["kernel_libraries"] = kernels.libraries_in_graph(tmp)
-        os.chmod(tmp, 0o644)  # ms.export leaves MINDIR read-only to its owner; mkstemp uses 0600
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.chmod(tmp, 0o644)  # ms.export leaves MINDIR read-only to its owner
+
+    atomic_write(out, export_and_verify)
     return summary
 
 
@@ -363,10 +418,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="file to write (replaced atomically)")
     parser.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
     parser.add_argument("--frames", type=int, default=None, help="clip length T (default: the model's)")
-    parser.add_argument("--crop", type=int, default=None, help="crop size S (default: infer.crop_size)")
-    parser.add_argument("--conv-impl", choices=("fold", "native", "custom"), default=None,
-                        help="channelwise conv formulation (default: fold for MINDIR, native for ONNX); "
-                             "custom: MINDIR with this machine's C++ CPU kernels (fastest on CPU, not portable)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="crop size S (default: the test crop, infer.crop_size or the model record's)")
+    parser.add_argument("--label-map", default=None,
+                        help="class names to store in the file (label-map JSON or one name per line; "
+                             "default: the checkpoint's label map)")
+    parser.add_argument("--conv-impl", choices=CONV_IMPLS, default=None,
+                        help="channelwise conv formulation (default: banded for MINDIR, native for ONNX); "
+                             "cpp: MINDIR with this machine's C++ CPU kernels (fastest on CPU, not portable); "
+                             "fold and custom: deprecated spellings of banded and cpp")
     parser.add_argument("--device", default="CPU", help="device used for the export (default CPU)")
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="keep BatchNorm as separate ops (default: folded into the convolutions)")
@@ -384,13 +444,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = config_from_args(args)
     from ..context import init_context
     init_context(cfg.context, args.device)
-    frames = args.frames or int(cfg.model.num_frames)   # resolved from the model record
-    crop = args.crop or int(cfg.infer.crop_size)
+    from ..config.geometry import resolve_data_config
+    data = resolve_data_config(cfg.model, cfg)  # the model record's test clip, the config's values over it
+    frames = args.frames or data.num_frames
+    crop = args.crop or data.crop_size
     if frames < 1 or crop < 32:
         raise ExportError(f"clip {frames} frames x {crop} crop: need >= 1 frame and crop >= 32")
+    names = None
+    if args.label_map:
+        from ..engine.predict import read_class_names
+        names = read_class_names(args.label_map)
+        if len(names) != int(cfg.model.num_classes):
+            raise ExportError(f"--label-map {args.label_map}: {len(names)} names, the model has "
+                              f"{cfg.model.num_classes} classes")
     summary = export(cfg, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
                      conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)),
-                     fold_bn=args.fold_bn)
+                     fold_bn=args.fold_bn, class_names=names)
     n = "N" if batch is None else str(batch)
     folded = ", BatchNorm folded" if summary["bn_folded"] else ""
     print(f"format: {fmt} (channelwise conv: {summary['conv_impl']}{folded})")
@@ -400,6 +469,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"max_abs_diff: {summary['max_abs_diff']:.3g}")
     for lib in summary.get("kernel_libraries", ()):
         print(f"needs: {lib} (C++ kernels; the file runs on CPUs where this library exists)")
+    meta = summary["metadata"]
+    names = f"{len(meta['class_names'])} class names" if meta["class_names"] else "no class names"
+    print(f"metadata: {names}, clip {meta['data_config']['num_frames']} x {meta['data_config']['sampling_rate']:g} "
+          f"frames, short side {meta['data_config']['short_side']}, crop {meta['data_config']['crop_size']}, "
+          f"{meta['eval_output']}")
     print(f"wrote: {summary['out']}")
     return 0
 

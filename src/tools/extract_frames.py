@@ -6,8 +6,8 @@
 Data flow::
 
     SRC_DIR/<class>/<name>.mp4  (or the ``path label`` lines of --list, relative to SRC_DIR)
-      -> decode (decord, PyAV fallback), every frame or --fps N per second
-      -> resize to --short-side (0: keep), JPEG --quality
+      -> decode (src/data/decode.py, one pass: decord, PyAV fallback), every frame or --fps N per second
+      -> resize to --short-side (0: keep; the transforms' short-side rule), JPEG --quality
       -> DST_DIR/<class>/<name>/img_00001.jpg ...     (written to <name>.part/, renamed when done)
       -> DST_DIR/rawframes.txt  "<class>/<name> <total_frames> <label>"  (RawFrameList, root DST_DIR)
          DST_DIR/label_map.json, DST_DIR/extract_errors.txt (unreadable videos: path<TAB>reason)
@@ -19,7 +19,6 @@ listing), unfinished ``.part`` folders are redone. Exit code 0, 1 if some videos
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -28,12 +27,15 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.datasets import VIDEO_EXTENSIONS, _subdirs, _videos_under
+from ..cli import ArgumentParser, run_cli
+from ..data.datasets import VIDEO_EXTENSIONS, _subdirs, _videos_under, _warn
+from ..data.decode import BACKENDS, FrameIterator, one_line
 from ..data.errors import DataError
+from ..data.readers import FrameTemplate
+from ..data.transforms import scale_short_side
 
 LIST_NAME = "rawframes.txt"
 ERRORS_NAME = "extract_errors.txt"
-CHUNK = 64  # frames decoded at a time (bounded memory for long videos)
 
 
 def _keep(k: np.ndarray, src_fps: float, fps: Optional[float]) -> np.ndarray:
@@ -49,48 +51,20 @@ def _keep(k: np.ndarray, src_fps: float, fps: Optional[float]) -> np.ndarray:
 def iter_video(path: str, fps: Optional[float] = None, backend: str = "decord") -> Iterator[np.ndarray]:
     """The (H, W, 3) uint8 RGB frames of ``path`` through one backend (decord: chunks of
     random access; pyav: streaming), subsampled to ``fps`` per second if that is lower."""
-    if backend == "decord":
-        from ..data.decode import _import_decord
-
-        decord = _import_decord()
-        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-        n = len(vr)
-        idx = np.nonzero(_keep(np.arange(n), float(vr.get_avg_fps() or 0.0), fps))[0]
-        for i in range(0, len(idx), CHUNK):
-            yield from vr.get_batch([int(j) for j in idx[i:i + CHUNK]]).asnumpy()
-        return
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        src_fps = float(rate) if rate else 0.0
-        for k, frame in enumerate(container.decode(stream)):
-            if _keep(np.array(k), src_fps, fps):
-                yield frame.to_ndarray(format="rgb24")
+    with FrameIterator(path, backend, select=lambda k, src_fps: _keep(k, src_fps, fps)) as frames:
+        yield from frames
 
 
-def _resize(frame: np.ndarray, short_side: int):
-    from PIL import Image
-
-    img = Image.fromarray(frame)
-    if short_side:
-        w, h = img.size
-        if h <= w:
-            size = (max(1, int(round(w * short_side / h))), short_side)
-        else:
-            size = (short_side, max(1, int(round(h * short_side / w))))
-        if size != img.size:
-            img = img.resize(size, Image.BILINEAR)
-    return img
+def _resize(frame: np.ndarray, short_side: int) -> np.ndarray:
+    """``frame`` with its short side ``short_side`` (0: as it is)."""
+    return scale_short_side(frame[None], short_side)[0] if short_side else frame
 
 
 def extract_video(job: Tuple[str, str, int, Optional[float], int, str, str]) -> Tuple[str, int, Optional[str]]:
     """Worker: write the frames of one video to ``out`` (via ``out.part``, renamed when complete),
     with ``decoder`` first and the other backend as the fallback. Returns (out, frames, None) or
     (out, 0, reason)."""
-    from ..data.decode import BACKENDS, _one_line
+    from PIL import Image
 
     src, out, short_side, fps, quality, tmpl, decoder = job
     part = out + ".part"
@@ -103,10 +77,11 @@ def extract_video(job: Tuple[str, str, int, Optional[float], int, str, str]) -> 
         n = 0
         try:
             for frame in iter_video(src, fps, backend):
-                _resize(frame, short_side).save(os.path.join(part, tmpl.format(n + 1)), quality=quality)
+                Image.fromarray(_resize(frame, short_side)).save(os.path.join(part, tmpl.format(n + 1)),
+                                                                 quality=quality)
                 n += 1
         except Exception as e:  # decoders raise many unrelated types
-            errors.append(f"{backend}: {_one_line(e)}")
+            errors.append(f"{backend}: {one_line(e)}")
             continue
         if n == 0:
             errors.append(f"{backend}: no frames decoded")
@@ -119,10 +94,8 @@ def extract_video(job: Tuple[str, str, int, Optional[float], int, str, str]) -> 
 
 def count_frames(folder: str, tmpl: str) -> int:
     """Frames of a finished folder, from its listing (no image is opened)."""
-    from ..data.rawframes import _template_parts
-
-    pre, suf = _template_parts(tmpl, "--filename-tmpl")
-    return sum(1 for f in os.listdir(folder) if f.startswith(pre) and f.endswith(suf))
+    template = FrameTemplate(tmpl, 1, "--filename-tmpl")
+    return sum(1 for f in os.listdir(folder) if template.matches(f))
 
 
 def _videos(src: str, list_file: Optional[str]) -> Tuple[List[Tuple[str, int]], Optional[List[str]]]:
@@ -146,6 +119,11 @@ def _videos(src: str, list_file: Optional[str]) -> Tuple[List[Tuple[str, int]], 
     if not rows:
         raise DataError(f"{src}: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in class sub-folders "
                         f"(or pass --list)")
+    used = {label for _, label in rows}
+    empty = [f"{c!r} (class {i})" for i, c in enumerate(classes) if i not in used]
+    if empty:  # kept in label_map.json, so the other classes keep the indices of the sorted names
+        _warn(f"{src}: {len(empty)} class folder(s) without video files: {', '.join(empty)}; a class keeps its "
+              f"index (the place of its name in the class list), so the other indices do not shift")
     return rows, classes
 
 
@@ -158,11 +136,10 @@ def extract_frames(src: str, dst: str, *, short_side: int = 0, fps: Optional[flo
     from tqdm import tqdm
 
     from ..data.labels import save_label_map
-    from ..data.rawframes import _template_parts
 
     if not os.path.isdir(src):
         raise DataError(f"{src}: source folder not found")
-    _template_parts(filename_tmpl, "--filename-tmpl")
+    FrameTemplate(filename_tmpl, 1, "--filename-tmpl")  # checks the template
     if not 1 <= quality <= 100:
         raise DataError(f"--quality: expected 1..100, got {quality}")
     rows, classes = _videos(src, list_file)
@@ -178,7 +155,7 @@ def extract_frames(src: str, dst: str, *, short_side: int = 0, fps: Optional[flo
     for job in todo:
         os.makedirs(os.path.dirname(job[1]), exist_ok=True)
     results = {}
-    bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress)
+    bar = tqdm(total=len(todo), desc="extract", unit="video", disable=None if progress else True)
     if workers > 1 and len(todo) > 1:
         import multiprocessing as mp
 
@@ -219,7 +196,7 @@ def extract_frames(src: str, dst: str, *, short_side: int = 0, fps: Optional[flo
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m src.tools.extract_frames", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m src.tools.extract_frames", description=__doc__.split("\n")[0])
     p.add_argument("src_dir", help="video tree: class sub-folders (or the root of --list's paths)")
     p.add_argument("dst_dir", help="output: frame folders, the raw-frame list, label_map.json")
     p.add_argument("--short-side", type=int, default=0, help="resize frames to this short side (0: keep)")
@@ -254,4 +231,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

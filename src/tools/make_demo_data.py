@@ -32,6 +32,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..cli import ArgumentParser, run_cli
+
 CLASSES = ["move_left", "move_right", "move_up", "move_down", "rotate_clockwise",
            "rotate_counterclockwise"]
 # The default demo: the four directions of movement. The two senses of rotation are harder (they
@@ -218,8 +220,8 @@ def make_demo_data(root: str, *, seed: int = 0, num_train: int = 100, num_val: i
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m src.tools.make_demo_data",
-                                description="Write the synthetic motion demo data set.")
+    p = ArgumentParser(prog="python -m src.tools.make_demo_data",
+                       description="Write the synthetic motion demo data set.")
     p.add_argument("root", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int, default=100, help="train videos per class")
@@ -249,4 +251,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

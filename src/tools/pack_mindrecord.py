@@ -40,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary = pack_mindrecord(ds, args.out, short_side=args.short_side, quality=args.quality,
                               decoder=str(cfg.data_loader.decoder),
                               progress=None if args.no_progress else
-                              (lambda it: tqdm(it, desc="pack", unit="video")))
+                              (lambda it: tqdm(it, desc="pack", unit="video", disable=None)))  # terminal only
     print(f"packed {summary['videos']} videos ({summary['bytes'] / 2**20:.1f} MiB) to {args.out} "
           f"in {time.time() - t0:.1f} s; {len(summary['bad'])} skipped")
     for b in summary["bad"]:

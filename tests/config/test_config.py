@@ -193,3 +193,29 @@ def test_a_file_without_read_permission_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(str(path))
     assert str(e.value) == f"{path}: cannot read the config file (Permission denied)"
+
+
+def test_eval_section_null_keys_take_infer_and_say_so(tmp_path):
+    """eval.* null = infer.* (filled at load time, so config.yaml is complete); a value taken from
+    an infer key a file or override set is one note; an infer override that eval.* shadows is one
+    note; the shipped configs give eval.py its own values (no note)."""
+    import glob
+    path = tmp_path / "old.yaml"
+    path.write_text("infer: {num_clips: 2, crop_size: 100}\n")
+    notes = []
+    cfg = load_config(str(path), eval_notes=notes)  # model x3d_xs from defaults.yaml
+    assert (cfg.eval.num_clips, cfg.eval.num_crops, cfg.eval.crop_size, cfg.eval.short_side) == (2, 3, 100, 182)
+    assert (cfg.eval.batch_size, cfg.eval.fold_bn, cfg.eval.video_level) == (8, True, False)
+    assert notes == ["eval.py read infer.num_clips, infer.crop_size (deprecated: set eval.num_clips, "
+                     "eval.crop_size; eval.py has its own eval: section)"]
+    notes = []
+    cfg = load_config(str(path), ["eval.num_clips=5", "infer.num_crops=1", "eval.num_crops=3"], eval_notes=notes)
+    assert (cfg.eval.num_clips, cfg.eval.num_crops, cfg.infer.num_crops) == (5, 3, 1)
+    assert notes == ["eval.py read infer.crop_size (deprecated: set eval.crop_size; eval.py has its own eval: "
+                     "section)", "not used by eval.py: override 'infer.num_crops=1' (eval.num_crops is 3); "
+                     "set eval.* for eval.py"]
+    for shipped in sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))):
+        if not shipped.endswith("defaults.yaml"):
+            notes = []
+            load_config(shipped, eval_notes=notes)
+            assert notes == [], (shipped, notes)

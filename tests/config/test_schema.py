@@ -16,7 +16,8 @@ from src.config import schema as sc
 XS = os.path.join(CONFIG_DIR, "x3d_xs.yaml")
 # arguments the entry points pass at run time (never config keys)
 RUNTIME_ARGS = {"optimizers": {"params", "learning_rate"},
-                "lr_schedules": {"epochs", "steps_per_epoch", "global_batch_size"}}
+                "lr_schedules": {"epochs", "steps_per_epoch", "global_batch_size"},
+                "datasets": {"class_names", "config_key"}}
 
 
 def _defaults():
@@ -231,3 +232,41 @@ def test_component_arguments_through_load_config():
     assert cfg.data_loader.train.map.operations[0]["size"] == 160  # X3D-XS train crop
     cfg = load_config(os.path.join(CONFIG_DIR, "e3d_squeezenet.yaml"), ["model.version=1.1"])
     assert cfg.model.version == 1.1
+
+
+def test_unknown_component_keys_are_refused_when_the_config_is_read(tmp_path):
+    """A misspelt key inside a component fails at load time (before any data is read), naming the
+    key, the closest accepted one and where it was set."""
+    with pytest.raises(ConfigError) as e:
+        load_config(XS, ["data_loader.train.dataset.rooot=/data"])
+    msg = str(e.value)
+    assert msg.startswith("unknown key 'data_loader.train.dataset.rooot' for type 'Kinetics400'; did you mean 'root'?"), msg
+    assert msg.endswith("(from override 'data_loader.train.dataset.rooot=/data')"), msg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"_base_: {XS}\nmodel:\n  widht_factor: 2.0\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(bad))
+    assert "unknown key 'model.widht_factor' for type 'x3d_xs'; did you mean 'width_factor'?" in str(e.value)
+    assert str(e.value).endswith(f"(from {bad})"), str(e.value)
+
+
+def test_data_set_class_list_options_are_typed_and_runtime_arguments_refused():
+    """unknown_labels is error|skip and allow_outside_root a bool in every data set taking them;
+    class_names comes from the train split, never from a config."""
+    with pytest.raises(ConfigError) as e:
+        load_config(XS, ["data_loader.eval.dataset.unknown_labels=ignore"])
+    assert str(e.value) == ("data_loader.eval.dataset.unknown_labels: expected one of 'error', 'skip', got 'ignore' "
+                            "(from override 'data_loader.eval.dataset.unknown_labels=ignore')")
+    with pytest.raises(ConfigError) as e:
+        load_config(XS, ["data_loader.train.dataset.allow_outside_root=maybe"])
+    assert str(e.value) == ("data_loader.train.dataset.allow_outside_root: expected bool (true or false), got 'maybe' "
+                            "(from override 'data_loader.train.dataset.allow_outside_root=maybe')")
+    with pytest.raises(ConfigError) as e:
+        load_config(XS, ["data_loader.eval.dataset.class_names=[a, b]"])
+    assert str(e.value) == ("data_loader.eval.dataset.class_names: not a config key, the pipeline sets it (the eval "
+                            "split gets the train split's class list; give a label_map to fix it) "
+                            "(from override 'data_loader.eval.dataset.class_names=[a, b]')")
+    cfg = load_config(XS, ["data_loader.eval.dataset.unknown_labels=skip",
+                           "data_loader.train.dataset.allow_outside_root=true"])
+    assert cfg.data_loader.eval.dataset.unknown_labels == "skip"
+    assert cfg.data_loader.train.dataset.allow_outside_root is True

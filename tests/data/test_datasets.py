@@ -204,3 +204,170 @@ def test_video_level_protocol_on_kinetics_csv(tmp_path, seed_video):
     assert ds.video_level.window_index.tolist() == [0, 0, 1, 1, 2, 2]
     assert ds.labels == [0, 1] * 3
     assert ds.load_clip(4, clip_idx=0)[:, 10].max(axis=-1).argmax(axis=1).tolist() == [16, 18, 20, 22]
+
+
+# -- one class list per run (issue #21, item 2) ---------------------------------------------------
+
+def kinetics_csv(path, rows):
+    """A Kinetics CSV: header on line 1, row ``i`` on line ``i + 2``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("label,youtube_id,time_start,time_end,split\n")
+        f.writelines(f"{label},{yid},0,10,x\n" for label, yid in rows)
+    return path
+
+
+def test_kinetics_train_and_val_csvs_that_disagree(tmp_path, seed_video, capsys):
+    root = tmp_path / "k"
+    train_rows = [("abseiling", "a1"), ("archery", "a2"), ("bowling", "a3")]
+    val_rows = [("archery", "v1"), ("zumba", "v2"), ("bowling", "v3")]  # as many labels as train, one other
+    kinetics_csv(str(root / "annotations" / "train.csv"), train_rows)
+    val_csv = kinetics_csv(str(root / "annotations" / "val.csv"), val_rows)
+    for split, rows in (("train", train_rows), ("val", val_rows)):
+        for label, yid in rows:
+            put(seed_video, str(root / split / label / f"{yid}_000000_000010.mp4"))
+    train = build({"type": "Kinetics400", "root": str(root), "split": "train", **CLIP})
+    assert train.class_names == ["abseiling", "archery", "bowling"] and train.labels == [0, 1, 2]
+    val_cfg = {"type": "Kinetics400", "root": str(root), "split": "val", **CLIP}
+    runtime = {"class_names": train.class_names, "config_key": "data_loader.eval.dataset"}
+    with pytest.raises(DataError) as e:
+        build(val_cfg, **runtime)
+    assert str(e.value) == (f"{val_csv}:3: label 'zumba' is not one of the 3 classes of the train split "
+                            "(set data_loader.eval.dataset.unknown_labels=skip to skip such rows)")
+    capsys.readouterr()
+    val = build(dict(val_cfg, unknown_labels="skip"), **runtime)
+    # no shift: archery and bowling keep the train indices 1 and 2 (alone, val would number them 0, 1)
+    assert val.class_names == train.class_names and val.labels == [1, 2] and val.unknown_skipped == 1
+    assert [os.path.basename(p) for p in val.video_paths] == ["v1_000000_000010.mp4", "v3_000000_000010.mp4"]
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: 1 row(s) with a label outside the 3 classes of the train split skipped "
+        f"(data_loader.eval.dataset.unknown_labels=skip; first: {val_csv}:3: label 'zumba')"]
+    # a val split with fewer classes than train: the labels are still the train indices
+    kinetics_csv(str(root / "annotations" / "val.csv"), [("bowling", "v3"), ("archery", "v1")])
+    val = build(val_cfg, **runtime)
+    assert val.num_classes == 3 and val.labels == [2, 1] and val.unknown_skipped == 0
+
+
+def test_label_map_fixes_the_classes_and_an_unknown_label_names_the_row(tmp_path, seed_video):
+    root = tmp_path / "k"
+    csv_path = kinetics_csv(str(root / "annotations" / "train.csv"), [("b", "x"), ("c", "y")])
+    for label, yid in (("b", "x"), ("c", "y")):
+        put(seed_video, str(root / "train" / label / f"{yid}_000000_000010.mp4"))
+    lm = save_label_map(["c", "a", "b"], str(tmp_path / "lm.json"))
+    ds = build({"type": "Kinetics400", "root": str(root), "split": "train", "label_map": lm, **CLIP})
+    assert ds.class_names == ["c", "a", "b"] and ds.labels == [2, 0]
+    save_label_map(["a", "b"], lm)
+    with pytest.raises(DataError) as e:
+        build({"type": "Kinetics400", "root": str(root), "split": "train", "label_map": lm, **CLIP})
+    assert str(e.value) == (f"{csv_path}:3: label 'c' is not one of the 2 classes of {lm} "
+                            "(set Kinetics400.unknown_labels=skip to skip such rows)")
+
+
+def test_videolist_integer_labels_are_checked_against_the_class_list(tmp_path, seed_video, capsys):
+    root = tmp_path / "data"
+    for name in ("a.mp4", "b.mp4"):
+        put(seed_video, str(root / name))
+    lm = save_label_map(["walk", "run", "jump"], str(root / "label_map.json"))
+    (root / "l.txt").write_text("a.mp4 0\nb.mp4 3\n")
+    cfg = {"type": "VideoList", "root": str(root), "ann_file": "l.txt", **CLIP}
+    with pytest.raises(DataError) as e:
+        build(cfg)
+    assert str(e.value) == (f"{root}/l.txt:2: label 3 is not one of the 3 classes of {lm} "
+                            "(set VideoList.unknown_labels=skip to skip such rows)")
+    os.remove(lm)
+    # no label map: train "0", "1"; an eval label 2 is outside the train split's list
+    (root / "train.txt").write_text("a.mp4 0\nb.mp4 1\n")
+    (root / "val.txt").write_text("a.mp4 1\n# comment\nb.mp4 2\n")
+    train = build(dict(cfg, ann_file="train.txt"))
+    assert train.class_names == ["0", "1"]
+    with pytest.raises(DataError) as e:
+        build(dict(cfg, ann_file="val.txt"), class_names=train.class_names)
+    assert str(e.value).startswith(f"{root}/val.txt:3: label 2 is not one of the 2 classes of the train split")
+    val = build(dict(cfg, ann_file="val.txt", unknown_labels="skip"), class_names=train.class_names)
+    assert val.labels == [1] and val.unknown_skipped == 1 and "1 row(s)" in capsys.readouterr().err
+    with pytest.raises(DataError, match="VideoList.unknown_labels: expected one of error, skip, got 'maybe'"):
+        build(dict(cfg, ann_file="val.txt", unknown_labels="maybe"))
+
+
+def test_an_eval_label_map_in_another_order_is_read_by_name(tmp_path, seed_video):
+    """Integer labels of a split with its own label map mean that map's names: 0 = 'run' here is
+    index 1 of the train split's ['walk', 'run']."""
+    put(seed_video, str(tmp_path / "val" / "x.mp4"))
+    save_label_map(["run", "walk"], str(tmp_path / "val" / "label_map.json"))
+    (tmp_path / "val" / "val.txt").write_text("x.mp4 0\n")
+    val = build({"type": "VideoList", "root": str(tmp_path / "val"), "ann_file": "val.txt", **CLIP},
+                class_names=["walk", "run"])
+    assert val.class_names == ["walk", "run"] and val.labels == [1]
+
+
+def test_empty_class_folder_is_reported_and_keeps_its_index(tmp_path, seed_video, capsys):
+    folder = tmp_path / "train"
+    (folder / "ant").mkdir(parents=True)
+    (folder / "ant" / "notes.txt").write_text("no videos here")
+    put(seed_video, str(folder / "bee" / "1.mp4"))
+    put(seed_video, str(folder / "cat" / "2.mp4"))
+    ds = build({"type": "VideoFolder", "root": str(tmp_path), "split": "train", **CLIP})
+    assert ds.class_names == ["ant", "bee", "cat"] and ds.labels == [1, 2] and ds.empty_classes == ["ant"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {folder}: 1 class folder(s) without video files: 'ant' (class 0); a class keeps its index "
+        "(the place of its name in the class list), so the other indices do not shift"]
+    kin = build({"type": "Kinetics400", "root": str(tmp_path), "split": "train", **CLIP})  # class-folder layout
+    assert kin.empty_classes == ["ant"] and kin.labels == [1, 2]
+    assert "'ant' (class 0)" in capsys.readouterr().err
+    # an eval class folder the train split lacks is an unknown label
+    put(seed_video, str(tmp_path / "val" / "dog" / "3.mp4"))
+    put(seed_video, str(tmp_path / "val" / "cat" / "4.mp4"))
+    with pytest.raises(DataError) as e:
+        build({"type": "VideoFolder", "root": str(tmp_path), "split": "val", **CLIP}, class_names=ds.class_names)
+    assert str(e.value).startswith(f"{tmp_path}/val/dog: class folder 'dog' is not one of the 3 classes of the "
+                                   "train split (set VideoFolder.unknown_labels=skip")
+
+
+# -- paths stay inside the data root (issue #21, item 4) ------------------------------------------
+
+def test_list_paths_stay_inside_the_data_root(tmp_path, seed_video):
+    root = tmp_path / "data"
+    put(seed_video, str(root / "v.mp4"))
+    outside = put(seed_video, str(tmp_path / "outside.mp4"))
+    put(seed_video, str(tmp_path / "data_extra" / "x.mp4"))  # shares the root's name as a prefix
+    cfg = {"type": "VideoList", "root": str(root), "ann_file": "l.txt", **CLIP}
+    hint = "(set data_loader.train.dataset.allow_outside_root=true to allow)"
+    cases = {"v.mp4 0\n../outside.mp4 0\n": f"l.txt:2: path '../outside.mp4' escapes the data root {root} {hint}",
+             "../../../../../../etc/passwd 0\n":
+                 f"l.txt:1: path '../../../../../../etc/passwd' escapes the data root {root} {hint}",
+             "../data_extra/x.mp4 0\n": f"l.txt:1: path '../data_extra/x.mp4' escapes the data root {root} {hint}",
+             f"{outside} 0\n": f"l.txt:1: path '{outside}' is absolute, not inside the data root {root} {hint}"}
+    for text, message in cases.items():
+        (root / "l.txt").write_text(text)
+        with pytest.raises(DataError) as e:
+            build(cfg, config_key="data_loader.train.dataset")
+        assert str(e.value) == f"{root}/{message}"
+    # allowed with the option: both rows are read
+    (root / "l.txt").write_text(f"../outside.mp4 0\n{outside} 1\n")
+    ds = build(dict(cfg, allow_outside_root=True))
+    assert [os.path.samefile(p, outside) for p in ds.video_paths] == [True, True] and ds.labels == [0, 1]
+    # inside after normalisation, and a symlink inside the root pointing outside it, are fine
+    os.symlink(outside, root / "link.mp4")
+    os.symlink(tmp_path / "data_extra", root / "extra")
+    (root / "sub").mkdir()
+    (root / "l.txt").write_text("sub/../v.mp4 0\nlink.mp4 0\nextra/x.mp4 1\n")
+    ds = build(cfg)
+    assert ds.video_paths == [f"{root}/sub/../v.mp4", f"{root}/link.mp4", f"{root}/extra/x.mp4"]
+    assert ds.load_clip(1, clip_idx=0).shape == (4, 32, 48, 3)
+
+
+def test_annotation_rows_of_ucf101_and_kinetics_are_confined_too(tmp_path, seed_video):
+    ann = tmp_path / "ucfTrainTestlist"
+    ann.mkdir()
+    (ann / "classInd.txt").write_text("1 Archery\n")
+    (ann / "trainlist01.txt").write_text("Archery/v_1.avi 1\n\nArchery/../../../secret.avi 1\n")
+    put(seed_video, str(tmp_path / "UCF-101" / "Archery" / "v_1.avi"))
+    with pytest.raises(DataError) as e:
+        build({"type": "UCF101", "root": str(tmp_path), **CLIP})
+    assert str(e.value) == (f"{ann}/trainlist01.txt:3: path 'Archery/../../../secret.avi' escapes the data root "
+                            f"{tmp_path}/UCF-101 (set UCF101.allow_outside_root=true to allow)")
+    root = tmp_path / "k"
+    csv_path = kinetics_csv(str(root / "annotations" / "train.csv"), [("a", "ok"), ("../..", "x")])
+    with pytest.raises(DataError) as e:
+        build({"type": "Kinetics400", "root": str(root), "split": "train", **CLIP})
+    assert str(e.value).startswith(f"{csv_path}:3: path '../../x_000000_000010.mp4' escapes the data root {root}/train")

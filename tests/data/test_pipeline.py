@@ -152,15 +152,15 @@ def test_eval_with_bad_files_completes(tmp_path, data):
 
 
 def test_a_failed_file_is_not_opened_again_in_the_same_process(tmp_path, data, monkeypatch):
-    import src.data.datasets as datasets_module
+    import src.data.readers as readers_module
     opened = []
-    real = datasets_module.VideoReader
+    real = readers_module.VideoFileReader
 
     def counting(path, *args, **kwargs):
         opened.append(os.path.basename(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(datasets_module, "VideoReader", counting)
+    monkeypatch.setattr(readers_module, "VideoFileReader", counting)
     cfg = make_cfg(tmp_path, data, ann="mixed.txt", bad_fraction=0.5)
     loader = create_loader(cfg, "train", output_dir=str(tmp_path / "o"))
     source = loader.source

@@ -393,3 +393,52 @@ def test_frame_sets_shard_like_videos(tmp_path, bad_tree):
         views.append({int(v) for b in ev.iter_numpy() for v in b["video_idx"]})
     assert not labels[0] & labels[1] and labels[0] | labels[1] == set(range(GOOD))
     assert views == [{0, 2, 4}, {1, 3, 5}]
+
+
+# -- one class list per run, paths inside the root (issue #21, items 2 and 4) ----------------------
+
+def test_rawframelist_checks_labels_and_paths_with_file_and_line(tmp_path, capsys):
+    for name, n in (("a", 3), ("b", 5), ("c", 6)):
+        write_frames(str(tmp_path / name), n)
+    raw_list(tmp_path, [("a", 3, 0), ("b", 5, 2), ("c", 6, 1)])
+    base = {"type": "RawFrameList", "root": str(tmp_path), "ann_file": "list.txt", "num_frames": 4,
+            "sampling_rate": 1}
+    with pytest.raises(DataError) as e:
+        build_from_cfg(base, DATASETS, class_names=["0", "1"])
+    assert str(e.value) == (f"{tmp_path}/list.txt:2: label 2 is not one of the 2 classes of the train split "
+                            "(set RawFrameList.unknown_labels=skip to skip such rows)")
+    ds = build_from_cfg(dict(base, unknown_labels="skip"), DATASETS, class_names=["0", "1"])
+    # b (line 2) dropped: a and c keep their labels and their listed frame counts
+    assert ds.labels == [0, 1] and ds.frame_counts == [3, 6] and ds.unknown_skipped == 1
+    assert frame_ids(ds.load_clip(1, clip_idx=0)) == eval_clip_indices(6, 4, 1, 1, 0).tolist()
+    assert "1 row(s) with a label outside the 2 classes of the train split skipped" in capsys.readouterr().err
+    raw_list(tmp_path, [("a", 3, 0), ("../a", 3, 0)], "up.txt")
+    with pytest.raises(DataError) as e:
+        build(dict(base, ann_file="up.txt"))
+    assert str(e.value) == (f"{tmp_path}/up.txt:2: path '../a' escapes the data root {tmp_path} "
+                            "(set RawFrameList.allow_outside_root=true to allow)")
+    ok = build(dict(base, ann_file="up.txt", allow_outside_root=True))  # ../a is read when it is used
+    assert ok.video_paths == [f"{tmp_path}/a", f"{tmp_path}/../a"]
+
+
+def test_jester_val_uses_the_train_class_list_by_name(tmp_path):
+    root = make_jester(tmp_path)
+    kw = {"type": "Jester", "root": str(root), "num_frames": 4, "downsample": 2}
+    train = build(kw)
+    val = build_from_cfg(dict(kw, split="val"), DATASETS, class_names=train.class_names)
+    assert val.labels == [0, 1]  # 20: Swiping Left, 21: Swiping Right in the official order
+    # a train split read from the reference's files names its classes with underscores
+    ref = build(dict(kw, ann_dir=str(root / "ref")))
+    with pytest.raises(DataError) as e:
+        build_from_cfg(dict(kw, split="val"), DATASETS, class_names=ref.class_names,
+                       config_key="data_loader.eval.dataset")
+    assert str(e.value) == (f"{root}/jester-v1-validation.csv:1: label 'Swiping Left' is not one of the 3 classes "
+                            "of the train split (set data_loader.eval.dataset.unknown_labels=skip to skip such rows)")
+    with pytest.raises(DataError) as e:  # skipping both rows leaves nothing
+        build_from_cfg(dict(kw, split="val", unknown_labels="skip"), DATASETS, class_names=ref.class_names)
+    assert str(e.value) == f"Jester val (official annotations in {root}): no clips listed (2 skipped for unknown labels)"
+    (root / "jester-v1-validation.csv").write_text("20;Swiping Left\n\n../../20;Swiping Right\n")
+    with pytest.raises(DataError) as e:
+        build(dict(kw, split="val"))
+    assert str(e.value) == (f"{root}/jester-v1-validation.csv:3: path '../../20' escapes the data root "
+                            f"{root}/20bn-jester-v1 (set Jester.allow_outside_root=true to allow)")

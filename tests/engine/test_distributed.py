@@ -39,7 +39,7 @@ def test_two_ranks_match_each_other_and_a_single_process_gradient_mean(data, tmp
     r = subprocess.run(["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
                         "--join=True", f"--log_dir={tmp_path / 'logs'}", "tests/engine/dp_worker.py", cfg_path, out,
                         str(STEPS)], cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, X3D_LOCAL_WORKERS="2"))
+                       env=dict(os.environ, VIDEO_ZOO_LOCAL_WORKERS="2"))
     logs = "".join(open(tmp_path / "logs" / f).read()[-1500:] for f in os.listdir(tmp_path / "logs"))
     assert r.returncode == 0, logs
     final = [dict(np.load(os.path.join(out, f"rank{k}_final.npz"))) for k in (0, 1)]

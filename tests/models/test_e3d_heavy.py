@@ -9,7 +9,8 @@ from mindspore import Tensor, nn
 from src.engine.trainer import TrainStep
 from src.errors import UserError
 from src.models import build_model, count_params, fold_batchnorm
-from src.models.e3d_resnet import BasicBlock, MaxPool3d, ShortcutA
+from src.models.e3d_common import MaxPool3d
+from src.models.e3d_resnet import BasicBlock, ShortcutA
 from src.models.state_map import map_reference_state
 from tests.helpers import e3d_torch_ref_heavy as R
 

@@ -11,7 +11,7 @@ import torch
 from src.engine.trainer import TrainStep
 from src.errors import UserError
 from src.models import build_model, count_params, fold_batchnorm
-from src.models.e3d_mobilenet import channel_shuffle
+from src.models.e3d_common import channel_shuffle
 from tests.helpers import e3d_torch_ref_light as ref
 
 ms.set_device("CPU")

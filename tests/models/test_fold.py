@@ -10,7 +10,7 @@ from src.models.layers import ChannelwiseConv3d
 ms.set_device("CPU")
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("channelwise") is None,
-                                  reason="no C++ compiler: the custom kernel cannot be built")
+                                  reason="no C++ compiler: the channelwise kernel cannot be built")
 
 
 def _small_model(conv_impl, head_activation="softmax"):
@@ -35,7 +35,7 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-@pytest.mark.parametrize("conv_impl", [pytest.param("custom", marks=needs_kernel), "fold"])
+@pytest.mark.parametrize("conv_impl", [pytest.param("cpp", marks=needs_kernel), "banded"])
 def test_folded_network_equals_the_eval_network(conv_impl):
     ms.set_context(mode=ms.GRAPH_MODE)
     x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 64, 64)).astype(np.float32))
@@ -51,11 +51,11 @@ def test_folded_network_equals_the_eval_network(conv_impl):
 
 def test_fold_twice_is_a_no_op_and_a_compiled_network_is_refused():
     ms.set_context(mode=ms.GRAPH_MODE)
-    net = fold_batchnorm(_small_model("fold"))
+    net = fold_batchnorm(_small_model("banded"))
     w = net.res2[0].branch2.a.weight.asnumpy().copy()
     assert fold_batchnorm(net) is net
     np.testing.assert_array_equal(net.res2[0].branch2.a.weight.asnumpy(), w)
-    compiled = _small_model("fold")
+    compiled = _small_model("banded")
     compiled(Tensor(np.zeros((1, 3, 4, 64, 64), np.float32)))
     with pytest.raises(RuntimeError, match="already been compiled"):
         fold_batchnorm(compiled)
@@ -77,7 +77,7 @@ def test_channelwise_bias_in_the_kernel_matches_native_plus_bias(mode):
     rng = np.random.default_rng(3)
     shape, c = (2, 5, 4, 9, 10), 5
     bias = rng.standard_normal(c).astype(np.float32)
-    custom = ChannelwiseConv3d(c, 3, stride=(1, 2, 2), padding=1, impl="custom")
+    custom = ChannelwiseConv3d(c, 3, stride=(1, 2, 2), padding=1, impl="cpp")
     native = ChannelwiseConv3d(c, 3, stride=(1, 2, 2), padding=1, impl="native")
     native.weight.set_data(custom.weight.data.copy())
     for conv in (custom, native):

@@ -1,4 +1,4 @@
-"""The C++ channelwise kernel (impl "custom") equals the native grouped Conv3D, forward and both
+"""The C++ channelwise kernel (impl "cpp") equals the native grouped Conv3D, forward and both
 gradients; the loader caches and falls back cleanly; the MatMul global average pool equals the mean."""
 import logging
 
@@ -13,7 +13,7 @@ from src.models.layers import ChannelwiseConv3d, global_avg_pool, resolve_impl
 ms.set_device("CPU")
 
 needs_kernel = pytest.mark.skipif(kernels.library_path("channelwise") is None,
-                                  reason="no C++ compiler: the custom kernel cannot be built")
+                                  reason="no C++ compiler: the channelwise kernel cannot be built")
 
 
 class _Loss(nn.Cell):
@@ -43,13 +43,13 @@ def _rel(a, b):
     ((5, 1, 1), (1, 1, 1), (2, 0, 0), (2, 3, 4, 5, 6)),    # stem temporal conv
     ((2, 3, 4), (2, 1, 3), (0, 2, 1), (1, 3, 5, 6, 11)),   # generic kernel / stride / padding
 ])
-def test_custom_matches_native_forward_and_gradients(mode, kernel, stride, padding, shape):
+def test_cpp_matches_native_forward_and_gradients(mode, kernel, stride, padding, shape):
     ms.set_context(mode=mode)
     rng = np.random.default_rng(1)
     c = shape[1]
-    custom = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="custom")
+    custom = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="cpp")
     native = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="native")
-    assert custom.impl == "custom" and custom.weight.shape == (c, 1) + kernel
+    assert custom.impl == "cpp" and custom.weight.shape == (c, 1) + kernel
     native.weight.set_data(custom.weight.data.copy())
     x = Tensor(rng.standard_normal(shape).astype(np.float32))
     out_shape = native(x).shape
@@ -63,10 +63,10 @@ def test_custom_matches_native_forward_and_gradients(mode, kernel, stride, paddi
 
 
 @needs_kernel
-def test_custom_trains_under_jit_with_an_optimizer():
+def test_cpp_trains_under_jit_with_an_optimizer():
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.default_rng(2)
-    net = ChannelwiseConv3d(4, 3, stride=(1, 2, 2), padding=1, impl="custom")
+    net = ChannelwiseConv3d(4, 3, stride=(1, 2, 2), padding=1, impl="cpp")
     x = Tensor(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
     target = Tensor(rng.standard_normal((2, 4, 3, 4, 4)).astype(np.float32))
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.05, momentum=0.9)
@@ -92,24 +92,29 @@ def test_custom_trains_under_jit_with_an_optimizer():
 
 
 @needs_kernel
-def test_auto_prefers_the_kernel_on_cpu_and_set_default_impl_still_wins():
-    assert resolve_impl("auto", "channelwise") == "custom"
+def test_auto_prefers_the_kernel_on_cpu_and_the_policy_choice_still_wins():
+    assert resolve_impl("auto", "channelwise") == "cpp"
+    with layers.use_impl(channelwise="banded"):
+        assert ChannelwiseConv3d(4, 3, padding=1).impl == "banded"
+    assert ChannelwiseConv3d(4, 3, padding=1).impl == "cpp"
     try:
-        layers.set_default_impl(channelwise="fold")
-        assert ChannelwiseConv3d(4, 3, padding=1).impl == "fold"
+        layers.set_default_impl(channelwise="banded")  # process-wide, until set back
+        assert ChannelwiseConv3d(4, 3, padding=1).impl == "banded"
+        with layers.use_impl(channelwise="auto"):  # a block's choice wins over the process-wide one
+            assert ChannelwiseConv3d(4, 3, padding=1).impl == "cpp"
     finally:
         layers.set_default_impl(channelwise="auto")
-    assert ChannelwiseConv3d(4, 3, padding=1).impl == "custom"
+    assert ChannelwiseConv3d(4, 3, padding=1).impl == "cpp"
 
 
-def test_no_compiler_falls_back_to_fold_with_one_warning(monkeypatch, caplog):
+def test_no_compiler_falls_back_to_banded_with_one_warning(monkeypatch, caplog):
     monkeypatch.setattr(kernels, "_CACHE", {})
     monkeypatch.setattr(kernels, "_WARNED", set())
     monkeypatch.setenv("CXX", "/nonexistent/g++")
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
-        assert resolve_impl("auto", "channelwise") == "fold"
-        assert resolve_impl("custom", "channelwise") == "fold"
-        assert ChannelwiseConv3d(4, 3, padding=1, impl="custom").impl == "fold"
+        assert resolve_impl("auto", "channelwise") == "banded"
+        assert resolve_impl("cpp", "channelwise") == "banded"
+        assert ChannelwiseConv3d(4, 3, padding=1, impl="cpp").impl == "banded"
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1 and "no C++ compiler" in warnings[0].getMessage()
 
@@ -117,7 +122,8 @@ def test_no_compiler_falls_back_to_fold_with_one_warning(monkeypatch, caplog):
 @needs_kernel
 def test_library_is_built_once_into_the_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "_CACHE", {})
-    monkeypatch.setenv("X3D_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.delenv("X3D_KERNEL_CACHE", raising=False)
+    monkeypatch.setenv("VIDEO_ZOO_KERNEL_CACHE", str(tmp_path))
     path = kernels.library_path("channelwise")
     assert path is not None and path.startswith(str(tmp_path)) and path.endswith(".so")
     monkeypatch.setattr(kernels, "_CACHE", {})
@@ -131,7 +137,7 @@ def test_library_is_built_once_into_the_cache_dir(monkeypatch, tmp_path):
 @needs_kernel
 def test_input_smaller_than_the_kernel_is_a_clear_error():
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    net = ChannelwiseConv3d(2, 3, impl="custom")
+    net = ChannelwiseConv3d(2, 3, impl="cpp")
     with pytest.raises(Exception, match="smaller than kernel"):
         net(Tensor(np.zeros((1, 2, 2, 5, 5), np.float32)))
 
@@ -145,16 +151,19 @@ def test_global_avg_pool_equals_mean():
 
 # The Efficient-3DCNNs depthwise convolutions: 3x3x3, padding 1, spatial stride 2 (every
 # stage entry) and full stride 2 including time (MobileNet/ShuffleNet stage entries), at odd
-# sizes so the last window is partial in every dimension.
+# sizes so the last window is partial in every dimension. ``banded`` cannot stride in time: such
+# a layer runs ``native`` (the policy's rule, which the MobileNet / ShuffleNet stage entries need
+# when ``banded`` is the default, e.g. in the portable MINDIR export).
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
 @pytest.mark.parametrize("stride", [(1, 2, 2), (2, 2, 2)])
-@pytest.mark.parametrize("impl", ["custom", "fold"])
+@pytest.mark.parametrize("impl", ["cpp", "banded"])
 def test_efficient_3dcnn_strides_match_native(mode, stride, impl):
-    if impl == "custom" and kernels.library_path("channelwise") is None:
-        pytest.skip("no C++ compiler: the custom kernel cannot be built")
-    if impl == "fold" and stride[0] != 1:
-        with pytest.raises(ValueError, match="needs temporal stride 1"):
-            ChannelwiseConv3d(3, 3, stride=stride, padding=1, impl="fold")
+    if impl == "cpp" and kernels.library_path("channelwise") is None:
+        pytest.skip("no C++ compiler: the channelwise kernel cannot be built")
+    if impl == "banded" and stride[0] != 1:
+        assert ChannelwiseConv3d(3, 3, stride=stride, padding=1, impl="banded").impl == "native"
+        with layers.use_impl(channelwise="banded"):
+            assert ChannelwiseConv3d(3, 3, stride=stride, padding=1).impl == "native"
         return
     ms.set_context(mode=mode)
     rng = np.random.default_rng(7)
@@ -219,8 +228,8 @@ def test_pointwise_kernel_matches_its_definition(mode, shape, dim_out, stride, r
     ms.set_context(mode=mode)
     rng = np.random.default_rng(3)
     n, c = shape[:2]
-    conv = layers.PointwiseConv3d(c, dim_out, stride=stride, has_bias=True, impl="custom")
-    assert conv.impl == "custom"
+    conv = layers.PointwiseConv3d(c, dim_out, stride=stride, has_bias=True, impl="cpp")
+    assert conv.impl == "cpp"
     w = rng.normal(0.0, 0.3, (dim_out, c, 1, 1, 1)).astype(np.float32)
     b = rng.normal(0.0, 0.5, dim_out).astype(np.float32)
     conv.weight.set_data(Tensor(w))
@@ -244,7 +253,7 @@ def test_pointwise_kernel_serves_inference_only_training_keeps_the_native_gradie
     """In training mode (and without a bias) the layer is Conv3D: gradients flow as before."""
     ms.set_context(mode=mode)
     rng = np.random.default_rng(4)
-    custom = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="custom")
+    custom = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="cpp")
     native = layers.PointwiseConv3d(6, 5, stride=(1, 2, 2), has_bias=True, impl="native")
     native.weight.set_data(custom.weight.data.copy())
     custom.set_train(True)
@@ -298,7 +307,7 @@ def test_pointwise_kernel_gradients_equal_the_native_ops(stride, relu, with_resi
     w = rng.normal(0.0, 0.3, (dim_out, 6, 1, 1, 1)).astype(np.float32)
     b = rng.normal(0.0, 0.5, dim_out).astype(np.float32)
     grads = {}
-    for impl in ("custom", "native"):
+    for impl in ("cpp", "native"):
         conv = layers.PointwiseConv3d(6, dim_out, stride=stride, has_bias=True, impl=impl)
         assert conv.impl == impl
         conv.weight.set_data(Tensor(w))
@@ -307,7 +316,41 @@ def test_pointwise_kernel_gradients_equal_the_native_ops(stride, relu, with_resi
         loss = _FusedLoss(_Fused(conv, relu, swish_input), up, with_residual, with_gate)
         inputs, params = ms.grad(loss, grad_position=(0, 1, 2), weights=conv.trainable_params())(x, r, g)
         grads[impl] = [t.asnumpy() for t in list(inputs) + list(params)]
-    assert len(grads["custom"]) == 5  # x, r, g, weight, bias
-    for got, expected in zip(grads["custom"], grads["native"]):
+    assert len(grads["cpp"]) == 5  # x, r, g, weight, bias
+    for got, expected in zip(grads["cpp"], grads["native"]):
         assert got.shape == expected.shape
         assert _rel(got, expected) < 1e-5 or np.abs(expected).max() == np.abs(got).max() == 0.0
+
+
+# ----------------------------------------------------------------------------- bindings, names
+@needs_kernel
+def test_every_binding_names_symbols_its_library_exports():
+    """Each binding beside its .cc calls functions the built library has (a renamed C symbol
+    changes the source, hence the cache hash: a stale library with the old names is never loaded)."""
+    import ctypes
+    from src.models.kernels import channelwise_conv3d, direct_conv3d, pointwise_conv3d, vol2col
+    for binding in (channelwise_conv3d, vol2col, direct_conv3d, pointwise_conv3d):
+        lib = ctypes.CDLL(kernels.library_path(binding.LIBRARY))
+        for symbol in binding.SYMBOLS:
+            assert hasattr(lib, symbol), (binding.__name__, symbol)
+        assert not hasattr(lib, "X3dCwForward") and not hasattr(lib, "X3dVol2Col")
+
+
+def test_kernel_variables_read_their_old_names_as_deprecated_aliases(monkeypatch, tmp_path, caplog):
+    from src import envvars
+    monkeypatch.setattr(envvars, "_WARNED", set())
+    for name in ("VIDEO_ZOO_KERNEL_CACHE", "X3D_KERNEL_CACHE", "VIDEO_ZOO_DISABLE_KERNELS", "X3D_DISABLE_KERNELS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert kernels.cache_root().parts[-2:] == ("ms_video_zoo", "kernels")  # no "x3d" in the default folder
+    monkeypatch.setenv("X3D_KERNEL_CACHE", str(tmp_path / "old"))
+    with pytest.warns(DeprecationWarning, match="X3D_KERNEL_CACHE is deprecated; set VIDEO_ZOO_KERNEL_CACHE"):
+        assert kernels.cache_root() == tmp_path / "old"
+    monkeypatch.setenv("VIDEO_ZOO_KERNEL_CACHE", str(tmp_path / "new"))
+    assert kernels.cache_root() == tmp_path / "new"  # the new name wins
+    monkeypatch.setattr(kernels, "_CACHE", {})
+    monkeypatch.setattr(kernels, "_WARNED", set())
+    monkeypatch.setenv("X3D_DISABLE_KERNELS", "1")
+    with caplog.at_level(logging.WARNING, logger=kernels.__name__), pytest.warns(DeprecationWarning):
+        assert kernels.library_path("vol2col") is None
+    assert any("VIDEO_ZOO_DISABLE_KERNELS is set" in r.getMessage() for r in caplog.records)

@@ -28,12 +28,12 @@ def rel_err(a, b):
     ((3, 3, 3), (1, 2, 2), (1, 1, 1)),   # stage-entry block: spatial stride 2
     ((5, 1, 1), (1, 1, 1), (2, 0, 0)),   # stem temporal conv
 ])
-def test_channelwise_fold_matches_native_grouped_conv3d(mode, kernel, stride, padding):
+def test_channelwise_banded_matches_native_grouped_conv3d(mode, kernel, stride, padding):
     ms.set_context(mode=mode)
     rng = np.random.default_rng(0)
     c, t = 6, 4
     x = Tensor(rng.standard_normal((2, c, t, 9, 10)).astype(np.float32))
-    fold = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="fold")
+    fold = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="banded")
     native = ChannelwiseConv3d(c, kernel, stride=stride, padding=padding, impl="native")
     native.weight.set_data(fold.weight.data.copy())
     assert fold.weight.shape == (c, 1) + kernel
@@ -68,7 +68,7 @@ def test_auto_impl_follows_the_device_and_bad_names_fail():
     assert resolve_impl("auto", "channelwise") != "native"  # CPU here: never the per-channel kernel
     assert resolve_impl("native", "channelwise") == "native"
     assert resolve_impl("auto", "spatial") == "direct"  # CPU with a compiler: not the slow 3-channel Conv3D
-    assert resolve_impl("auto", "pointwise") == "custom"  # the fused C++ pass in inference networks
+    assert resolve_impl("auto", "pointwise") == "cpp"  # the fused C++ pass in inference networks
     assert resolve_impl("native", "pointwise") == "native"
     with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
         resolve_impl("fast", "channelwise")
@@ -76,6 +76,7 @@ def test_auto_impl_follows_the_device_and_bad_names_fail():
 
 # ----------------------------------------------------------------------------- Conv3d impls
 from src.models import kernels, layers  # noqa: E402
+from src.models.layers import policy  # noqa: E402
 from src.models.layers import Conv3d, resolve_grouped_impl  # noqa: E402
 
 
@@ -172,22 +173,22 @@ def test_conv3d_7x7x7_stem_and_uneven_geometry_match_native(impl, dim_out):
 @needs_vol2col
 def test_conv3d_depthwise_routes_to_the_channelwise_kernel_and_matches_native():
     ms.set_context(mode=ms.GRAPH_MODE)
-    assert resolve_grouped_impl("auto", dim_in=8, dim_out=8, groups=8, kernel_size=(3, 3, 3)) == "channelwise"
+    assert resolve_grouped_impl("auto", dim_in=8, dim_out=8, groups=8, kernel_size=(3, 3, 3)) == "cpp"
     rng = np.random.default_rng(9)
-    net, ref = _pair("channelwise", 5, 5, 3, (2, 2, 2), 5, has_bias=False)
+    net, ref = _pair("cpp", 5, 5, 3, (2, 2, 2), 5, has_bias=False)
     x = Tensor(rng.standard_normal((2, 5, 7, 13, 13)).astype(np.float32))
     up = Tensor(rng.standard_normal((2, 5, 4, 7, 7)).astype(np.float32))
     y, gx, (gw,) = all_grads(net, x, up)
     y_r, gx_r, (gw_r,) = all_grads(ref, x, up)
     assert rel_err(y, y_r) < 1e-5 and rel_err(gx, gx_r) < 1e-5 and rel_err(gw, gw_r) < 1e-5
     shift = rng.standard_normal(5).astype(np.float32)
-    biased = Conv3d(5, 5, 3, stride=2, padding=1, groups=5, impl="channelwise")
+    biased = Conv3d(5, 5, 3, stride=2, padding=1, groups=5, impl="cpp")
     biased.weight.set_data(net.weight.data.copy())
     biased.set_bias(shift)  # a folded BatchNorm (before the first call): the kernel adds it in-pass
     y_b = biased(x).asnumpy()
     np.testing.assert_allclose(y_b, y_r + shift.reshape(1, 5, 1, 1, 1), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="needs a depthwise convolution"):
-        Conv3d(6, 12, 3, groups=3, impl="channelwise")
+        Conv3d(6, 12, 3, groups=3, impl="cpp")
 
 
 @pytest.mark.parametrize("impl", ["native", "split", "blockdiag", pytest.param("gemm", marks=needs_vol2col)])
@@ -211,28 +212,25 @@ GROUPED_SHAPES = [  # (dim_in, dim_out, groups, kernel): ShuffleNet g3 1x1x1, Re
 
 @pytest.mark.parametrize("dim_in,dim_out,groups,kernel", GROUPED_SHAPES)
 def test_ascend_never_gets_a_non_depthwise_grouped_conv3d(monkeypatch, dim_in, dim_out, groups, kernel):
-    monkeypatch.setattr(layers, "device_target", lambda: "Ascend")
+    monkeypatch.setattr(policy, "device_target", lambda: "Ascend")
     for impl in ("auto", "native"):
         got = resolve_grouped_impl(impl, dim_in=dim_in, dim_out=dim_out, groups=groups, kernel_size=(kernel,) * 3)
         assert got in ("split", "blockdiag")
-    try:
-        layers.set_default_impl(grouped="native")
+    with layers.use_impl(grouped="native"):
         assert Conv3d(dim_in, dim_out, kernel, groups=groups).impl in ("split", "blockdiag")
-    finally:
-        layers.set_default_impl(grouped="auto")
     # depthwise is the one grouped Conv3D Ascend runs; ungrouped is a plain convolution
     assert resolve_grouped_impl("auto", dim_in=8, dim_out=8, groups=8, kernel_size=(3, 3, 3)) == "native"
     assert resolve_grouped_impl("auto", dim_in=dim_in, dim_out=dim_out, groups=1, kernel_size=(3, 3, 3)) == "native"
 
 
 def test_grouped_auto_rule_per_device(monkeypatch):
-    monkeypatch.setattr(layers, "device_target", lambda: "GPU")
+    monkeypatch.setattr(policy, "device_target", lambda: "GPU")
     assert resolve_grouped_impl("auto", dim_in=256, dim_out=256, groups=32, kernel_size=(3, 3, 3)) == "native"
     # the pointwise kernel is a CPU one; elsewhere a strided 1x1x1 stays the device's own Conv3D
-    assert resolve_impl("custom", "pointwise") == "native"
+    assert resolve_impl("cpp", "pointwise") == "native"
     conv = layers.PointwiseConv3d(4, 6, stride=(1, 2, 2))
     assert conv.impl == "native" and not conv.subsample
-    monkeypatch.setattr(layers, "device_target", lambda: "CPU")
+    monkeypatch.setattr(policy, "device_target", lambda: "CPU")
     for dim_in, dim_out, groups, kernel in GROUPED_SHAPES:
         # MindSpore's CPU Conv3D runs grouped convolutions one group at a time (measured ~50-100x slower)
         assert resolve_grouped_impl("auto", dim_in=dim_in, dim_out=dim_out, groups=groups,
@@ -272,3 +270,88 @@ def test_strided_1x1x1_conv3d_on_cpu_is_the_convolution_at_every_strided_positio
     expected_gx = np.zeros_like(x)
     expected_gx[:, :, ::2, ::2, ::3] = np.einsum("oc,notuv->nctuv", dense, up)
     np.testing.assert_allclose(gx, expected_gx, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- vocabulary
+needs_channelwise = pytest.mark.skipif(kernels.library_path("channelwise") is None,
+                                       reason="no C++ compiler: the channelwise kernel cannot be built")
+
+
+def _fresh_alias_warnings(monkeypatch):
+    monkeypatch.setattr(policy, "_WARNED_ALIASES", set())
+
+
+@pytest.mark.parametrize("old,new", [("fold", "banded"), pytest.param("custom", "cpp", marks=needs_channelwise)])
+def test_deprecated_channelwise_spellings_build_the_same_formulation(monkeypatch, old, new):
+    """Old name -> same formulation -> same output, with one DeprecationWarning per spelling."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    _fresh_alias_warnings(monkeypatch)
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is deprecated; use '{new}'"):
+        legacy = ChannelwiseConv3d(4, 3, stride=(1, 2, 2), padding=1, impl=old)
+    current = ChannelwiseConv3d(4, 3, stride=(1, 2, 2), padding=1, impl=new)
+    assert legacy.impl == current.impl == new
+    current.weight.set_data(legacy.weight.data.copy())
+    x = Tensor(np.random.default_rng(11).standard_normal((2, 4, 3, 9, 8)).astype(np.float32))
+    np.testing.assert_array_equal(legacy(x).asnumpy(), current(x).asnumpy())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: the second use is silent
+        assert ChannelwiseConv3d(4, 3, padding=1, impl=old).impl == new
+
+
+@needs_channelwise
+def test_deprecated_conv3d_and_pointwise_spellings_map_to_cpp(monkeypatch):
+    _fresh_alias_warnings(monkeypatch)
+    with pytest.warns(DeprecationWarning, match="grouped conv impl 'channelwise' is deprecated; use 'cpp'"):
+        assert Conv3d(5, 5, 3, padding=1, groups=5, impl="channelwise").impl == "cpp"
+    with pytest.raises(ValueError, match="grouped conv impl 'channelwise' needs a depthwise convolution"):
+        Conv3d(6, 12, 3, groups=3, impl="channelwise")
+    with pytest.warns(DeprecationWarning, match="pointwise conv impl 'custom' is deprecated"):
+        assert layers.PointwiseConv3d(4, 6, has_bias=True, impl="custom").impl == "cpp"
+    # each old spelling means only what it meant for its own kind
+    with pytest.raises(ValueError, match=r"spatial conv impl 'custom' is not one of: auto, native, im2col"):
+        resolve_impl("custom", "spatial")
+    with pytest.raises(ValueError, match=r"pointwise conv impl 'fold' is not one of: .*\(deprecated: custom\)"):
+        resolve_impl("fold", "pointwise")
+
+
+def test_use_impl_is_scoped_nests_and_restores():
+    base = policy.default_impl("channelwise")
+    with layers.use_impl(channelwise="banded", spatial=None):
+        assert policy.default_impl("channelwise") == "banded" and policy.default_impl("spatial") == base
+        assert ChannelwiseConv3d(4, 3, padding=1).impl == "banded"
+        with layers.use_impl(channelwise="native", pointwise="native"):
+            assert ChannelwiseConv3d(4, 3, padding=1).impl == "native"
+            assert layers.PointwiseConv3d(4, 6).impl == "native"
+        assert ChannelwiseConv3d(4, 3, padding=1).impl == "banded"
+        with pytest.raises(RuntimeError, match="inside"):
+            with layers.use_impl(channelwise="native"):
+                raise RuntimeError("inside")
+        assert policy.default_impl("channelwise") == "banded"  # restored after an exception too
+    assert policy.default_impl("channelwise") == base
+    with pytest.raises(ValueError, match="channelwise conv impl 'fast' is not one of"):
+        with layers.use_impl(channelwise="fast"):
+            pass
+    with pytest.raises(TypeError, match="unknown layer kind"):
+        with layers.use_impl(depthwise="cpp"):
+            pass
+
+
+def test_config_schema_accepts_the_policy_names_and_aliases():
+    """``model.conv_impl`` / ``model.stem_impl`` choices are the policy's names plus its aliases."""
+    from src.config.schema import COMPONENT_ARGS
+    conv, stem = COMPONENT_ARGS[("models", "*", "conv_impl")], COMPONENT_ARGS[("models", "*", "stem_impl")]
+    assert conv.choices == policy.accepted_names("channelwise")
+    assert stem.choices == policy.accepted_names("spatial")
+    assert not conv.problem("fold") and not conv.problem("banded") and conv.problem("fast")
+
+
+def test_x3d_built_with_an_old_conv_impl_gets_the_new_formulation(monkeypatch):
+    from src.models import build_model
+    _fresh_alias_warnings(monkeypatch)
+    cfg = {"type": "x3d_xs", "num_classes": 5, "num_frames": 4, "crop_size": 64, "width_factor": 1.0,
+           "depth_factor": 1.0, "head_dim": 16, "conv_impl": "fold", "stem_impl": "im2col"}
+    with pytest.warns(DeprecationWarning, match="'fold' is deprecated; use 'banded'"):
+        net = build_model(cfg)
+    impls = {type(c).__name__: c.impl for _, c in net.cells_and_names() if hasattr(c, "impl")}
+    assert impls["ChannelwiseConv3d"] == "banded" and impls["SpatialConv3d"] == "im2col"

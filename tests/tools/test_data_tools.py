@@ -211,7 +211,7 @@ def test_demo_frame_folders_match_the_videos(demo_frames):
     assert (demo_frames / "val_frames.txt").read_text().count("\n") == len(make_demo_data.DEFAULT_CLASSES)
 
 
-def test_build_list_rawframes_from_a_frame_tree(tmp_path):
+def test_build_list_rawframes_from_a_frame_tree(tmp_path, capsys):
     _jpegs(str(tmp_path / "d" / "b" / "clip2"), 3)
     _jpegs(str(tmp_path / "d" / "a" / "clip1"), 5)
     _jpegs(str(tmp_path / "d" / "a" / "sub" / "clip3"), 2)
@@ -220,6 +220,10 @@ def test_build_list_rawframes_from_a_frame_tree(tmp_path):
     out = tmp_path / "d" / "frames.txt"
     assert build_list.main([str(tmp_path / "d"), str(out), "--rawframes"]) == 0
     assert out.read_text().splitlines() == ["a/clip1 5 0", "a/sub/clip3 2 0", "b/clip2 3 1"]
+    # the empty class folder c is named once and stays class 2 of the label map
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {tmp_path / 'd'}: 1 class folder(s) without frame folders: 'c' (class 2); a class keeps its "
+        "index (the place of its name in the class list), so the other indices do not shift"]
     ds = build_from_cfg({"type": "RawFrameList", "root": str(tmp_path / "d"), "ann_file": "frames.txt",
                          "num_frames": 2, "sampling_rate": 1}, DATASETS)
     assert ds.class_names == ["a", "b", "c"] and ds.load_clip(2, clip_idx=0).shape == (2, 16, 24, 3)

@@ -3,7 +3,7 @@
 A reduced X3D-XS (widths x0.5, depth x0.5, 4 x 32 x 32 clips, 5 classes) with every weight and
 BN statistic randomised, so the probabilities are far from uniform and a wrong layer shows. The
 reference is the checkpoint loaded into a network built with the device's default conv
-formulation (the C++ ``custom`` kernel on CPU), not the formulation the exporter uses.
+formulation (the C++ ``cpp`` kernel on CPU), not the formulation the exporter uses.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_mindir_dynamic_batch_matches_checkpoint(tiny, tmp_path, capsys):
 
 
 def test_mindir_with_cpu_kernels_matches_checkpoint_and_names_its_library(tiny, tmp_path, capsys):
-    """``--conv-impl custom``: the CPU inference network with its C++ kernels in the MINDIR; the
+    """``--conv-impl cpp``: the CPU inference network with its C++ kernels in the MINDIR; the
     file runs in another process (loaded by the one inference loader) and records which library
     it needs; a copy whose library path does not exist is refused in one line."""
     from src.config import load_config
@@ -92,12 +92,12 @@ def test_mindir_with_cpu_kernels_matches_checkpoint_and_names_its_library(tiny, 
     from src.models import kernels
 
     out = tmp_path / "x3d_cpu.mindir"
-    assert _run(tiny, out, "--format", "MINDIR", "--conv-impl", "custom", "--batch", "3") == 0
+    assert _run(tiny, out, "--format", "MINDIR", "--conv-impl", "cpp", "--batch", "3") == 0
     printed = capsys.readouterr().out
     lib = kernels.library_path("channelwise")
     # channelwise convs; the stem's direct conv; the fused pointwise convs
     libs = sorted([lib, kernels.library_path("direct"), kernels.library_path("pointwise")])
-    assert all(f"needs: {path} " in printed for path in libs) and "channelwise conv: custom" in printed
+    assert all(f"needs: {path} " in printed for path in libs) and "channelwise conv: cpp" in printed
     assert kernels.libraries_in_graph(str(out)) == libs
     cfg_path, _, clips, scores = tiny
     code = (f"import sys, numpy as np; sys.path.insert(0, {ROOT!r}); import mindspore as ms\n"
@@ -202,10 +202,10 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
         args["--batch"] = "0"
     elif case == "no_dir":
         args["--out"] = str(tmp_path / "missing" / "m.mindir")
-    elif case == "onnx_custom":
+    elif case == "onnx_custom":  # the deprecated spelling of cpp, still accepted
         args.update({"--format": "ONNX", "--conv-impl": "custom"})
     elif case == "dynamic_custom":
-        args.update({"--conv-impl": "custom", "--batch": "dynamic"})
+        args.update({"--conv-impl": "cpp", "--batch": "dynamic"})
     code = run_cli(tool.main, [s for kv in args.items() for s in kv])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -222,3 +222,95 @@ def test_cli_process_exit_code_and_no_traceback(tiny, tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [f"error: {tmp_path / 'nope.ckpt'}: checkpoint not found"]
     assert "Traceback" not in proc.stderr
+
+
+def test_conv_impl_choices_are_the_policy_names_with_old_spellings_as_aliases(monkeypatch):
+    """``--conv-impl`` offers the channelwise formulations of the layer policy; ``fold`` and
+    ``custom`` still work, mapped by the policy's one table with a DeprecationWarning."""
+    from src.models.layers import policy
+    assert ("auto",) + tool.CONV_IMPLS == policy.accepted_names("channelwise")
+    assert tool.DEFAULT_IMPL["MINDIR"] == "banded"
+    monkeypatch.setattr(policy, "_WARNED_ALIASES", set())
+    with pytest.warns(DeprecationWarning, match="'fold' is deprecated; use 'banded'"):
+        assert tool.canonical_conv_impl("fold") == "banded"
+    with pytest.warns(DeprecationWarning, match="'custom' is deprecated; use 'cpp'"):
+        assert tool.canonical_conv_impl("custom") == "cpp"
+    assert tool.canonical_conv_impl("native") == "native" and tool.canonical_conv_impl(None) is None
+    with pytest.raises(tool.ExportError, match="--conv-impl: channelwise conv impl 'im2col' is not one of"):
+        tool.canonical_conv_impl("im2col")
+
+
+# ----------------------------------------------------------------------------- at the test crop
+def _onnx_vs_checkpoint(tmp_path, model, clip, randomise, extra=None):
+    """Export ``model`` (random weights) to ONNX at the config's default clip (the record's test
+    crop), run it in onnxruntime and the checkpoint in MindSpore (the CPU default formulation,
+    BatchNorm unfolded) on the same clips: (onnx scores, checkpoint scores, metadata)."""
+    import json
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    net = build_model(dict(model))
+    randomise(net)
+    ckpt = str(tmp_path / "m.ckpt")
+    save_checkpoint(net, ckpt, epoch=1, global_step=1, class_names=[f"k{i}" for i in range(model["num_classes"])])
+    cfg = str(tmp_path / "m.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump({"context": {"device_target": "CPU"}, "model": model, **(extra or {})}, f)
+    out = str(tmp_path / "m.onnx")
+    assert run_cli(tool.main, ["--config", cfg, "--ckpt", ckpt, "--out", out, "--format", "ONNX"]) == 0
+    ref = build_model(dict(model))
+    load_pretrained(ref, ckpt)
+    ref.set_train(False)
+    clips = np.random.default_rng(3).standard_normal((2,) + clip).astype(np.float32)
+    expected = ref(Tensor(clips)).asnumpy()
+    session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert tuple(session.get_inputs()[0].shape[1:]) == clip  # exported at the test clip by default
+    got = session.run(None, {session.get_inputs()[0].name: clips})[0]
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    return got, expected, json.loads(props["video_classifier"])
+
+
+def test_onnx_at_the_x3d_test_crop_matches_the_checkpoint(tmp_path):
+    """X3D-XS (reduced width) with train crop 160 exported at its test crop 182: the head map
+    (4x6x6) is larger than the pool window (4x5x5), 2x2 pooled positions, each softmaxed and
+    averaged; written without AvgPool3D. onnxruntime vs the checkpoint within 1e-5."""
+    model = dict(MODEL, crop_size=160)
+
+    def randomise(net):
+        _randomise(net)
+        for p in net.get_parameters():  # a moderate head: probabilities far from 0/1, so errors show
+            if p.name.startswith("head.projection"):
+                p.set_data(p.data * 0.05)
+
+    got, expected, meta = _onnx_vs_checkpoint(tmp_path, model, (3, 4, 182, 182), randomise)
+    assert expected.shape == (2, 5) and 0.3 < expected.max() < 0.99
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert meta["input_shape"] == [-1, 3, 4, 182, 182] and meta["class_names"] == [f"k{i}" for i in range(5)]
+    assert meta["data_config"]["short_side"] == meta["data_config"]["crop_size"] == 182
+    assert meta["eval_output"] == "probabilities"
+
+
+def test_onnx_of_an_efficient_3dcnn_at_its_test_clip_matches_the_checkpoint(tmp_path):
+    """3D MobileNetV2 (width 0.2) at its test clip 16 x 112 x 112: onnxruntime vs the checkpoint
+    within 1e-5 of the logits' scale; the metadata says what the config's test pipeline feeds the
+    weights (the e3d recipe's: BGR, 0..255 minus the ActivityNet mean) and that they give logits."""
+    model = {"type": "e3d_mobilenetv2", "num_classes": 4, "width_mult": 0.2}
+    ops = [{"type": "ShortSideScale"}, {"type": "SpatialCrops", "num_crops": 1}, {"type": "ChannelOrder"},
+           {"type": "Rescale"}, {"type": "Normalize"}, {"type": "ToCTHW"}]  # as e3d_kinetics600.yaml
+    extra = {"data_loader": {"eval": {"map": {"operations": ops}}}}
+
+    def randomise(net):
+        rng = np.random.default_rng(0)
+        for name, p in net.parameters_and_names():
+            if name.endswith("moving_mean"):
+                p.set_data(Tensor(rng.normal(0, 0.2, p.shape).astype(np.float32)))
+            elif name.endswith("moving_variance"):
+                p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+
+    got, expected, meta = _onnx_vs_checkpoint(tmp_path, model, (3, 16, 112, 112), randomise, extra)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+    dc = meta["data_config"]
+    assert (dc["num_frames"], dc["short_side"], dc["crop_size"]) == (16, 112, 112)
+    assert (dc["channel_order"], dc["value_range"], dc["std"]) == ("BGR", 255.0, [1.0, 1.0, 1.0])
+    assert dc["mean"] == [114.7748, 107.7354, 99.475] and meta["eval_output"] == "logits"

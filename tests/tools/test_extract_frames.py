@@ -91,3 +91,15 @@ def test_keep_rule_and_usage_errors(tmp_path, capsys):
     (tmp_path / "a" / "b" / "x.avi").write_text("x")
     assert extract_frames.main([str(tmp_path / "a"), str(tmp_path / "o"), "--no-progress"]) == 2
     assert "would share the frame folder" in capsys.readouterr().err
+
+
+def test_an_empty_class_folder_is_named_and_keeps_its_index(tmp_path, capsys):
+    src = tmp_path / "s"
+    os.makedirs(src / "a")
+    os.makedirs(src / "b")
+    (src / "b" / "x.mp4").write_text("x")  # only listed here, never decoded
+    rows, classes = extract_frames._videos(str(src), None)
+    assert classes == ["a", "b"] and rows == [("b/x.mp4", 1)]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {src}: 1 class folder(s) without video files: 'a' (class 0); a class keeps its index "
+        "(the place of its name in the class list), so the other indices do not shift"]

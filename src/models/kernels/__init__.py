@@ -1,11 +1,24 @@
-"""Build-on-first-use loader for the C++ CPU kernels used through ``ops.Custom(func_type="aot")``.
+"""The C++ CPU kernels: build-on-first-use loader, and beside each ``.cc`` its Python binding.
+
+Layout (one binding module per kernel family, next to its source)::
+
+    channelwise_conv3d.cc / .py   depthwise convolution, forward (+ folded bias) and backward
+    vol2col.cc / .py              patch gathering for ``gemm`` and its adjoint (col2vol)
+    direct_conv3d.cc / .py        dense convolution without a patch matrix (stems), weight gradient
+    pointwise_conv3d.cc / .py     1x1x1 convolution with fused bias / ReLU / residual / Swish / gate
+    parallel.h                    the worker pool every kernel shares
+    aot.py                        what the bindings share: ``ops.Custom(func_type="aot")`` creation,
+                                  the geometry attribute and configuration tensors
 
 The sources are compiled with ``-march=native`` (not portable), so the shared library is built
-on the machine that runs it and cached per source + compiler + flags under
-``$X3D_KERNEL_CACHE`` or ``~/.cache/x3d_mindspore/kernels/<hash>/``. The build writes to a
+on the machine that runs it and cached per source + shared headers + compiler + flags under
+``$VIDEO_ZOO_KERNEL_CACHE`` or ``~/.cache/ms_video_zoo/kernels/<hash>/`` (a changed source, such
+as renamed symbols, is a new hash: a stale library is never loaded). The build writes to a
 temporary file and renames it into place under a file lock, so parallel processes (``msrun``)
 neither race nor load a half-written library. Callers fall back to pure MindSpore when
-``library_path()`` returns None (no compiler, build failure, ``X3D_DISABLE_KERNELS=1``).
+``library_path()`` returns None (no compiler, build failure, ``VIDEO_ZOO_DISABLE_KERNELS=1``).
+The ``X3D_*`` spellings of these variables are read as deprecated aliases (``src/envvars.py``).
+This module imports no MindSpore; the bindings do.
 """
 from __future__ import annotations
 
@@ -16,9 +29,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from ... import envvars
+from ...outputs import atomic_write
 
 _LOG = logging.getLogger(__name__)
 _SOURCES = {"channelwise": "channelwise_conv3d.cc", "vol2col": "vol2col.cc", "direct": "direct_conv3d.cc",
@@ -31,11 +46,11 @@ _WARNED = set()
 
 def cache_root() -> Path:
     """Where built libraries live (never inside the repository)."""
-    env = os.environ.get("X3D_KERNEL_CACHE")
+    env = envvars.getenv(envvars.KERNEL_CACHE)
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "x3d_mindspore" / "kernels"
+    return Path(base) / "ms_video_zoo" / "kernels"
 
 
 def _compiler() -> Optional[str]:
@@ -58,8 +73,8 @@ def library_path(name: str = "channelwise") -> Optional[str]:
     if name in _CACHE:
         return _CACHE[name]
     path = None
-    if os.environ.get("X3D_DISABLE_KERNELS", "") not in ("", "0"):
-        _warn_once(name, "X3D_DISABLE_KERNELS is set")
+    if envvars.getenv(envvars.DISABLE_KERNELS, "") not in ("", "0"):
+        _warn_once(name, f"{envvars.DISABLE_KERNELS} is set")
     else:
         try:
             path = _build(name)
@@ -72,7 +87,7 @@ def library_path(name: str = "channelwise") -> Optional[str]:
 def _warn_once(name: str, why: str) -> None:
     if name not in _WARNED:
         _WARNED.add(name)
-        _LOG.warning("x3d: C++ kernel '%s' unavailable (%s); using the pure-MindSpore fallback", name, why)
+        _LOG.warning("C++ kernel '%s' unavailable (%s); using the pure-MindSpore fallback", name, why)
 
 
 def _build(name: str) -> str:
@@ -95,17 +110,14 @@ def _build(name: str) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait, then find the library
         if lib.exists():
             return str(lib)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-        os.close(fd)
-        try:
+
+        def compile_to(tmp: str) -> None:
             res = subprocess.run([cxx, *CXX_FLAGS, str(src), "-o", tmp], capture_output=True,
                                  text=True, timeout=600)
             if res.returncode != 0:
                 raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-2000:]}")
-            os.replace(tmp, lib)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        atomic_write(str(lib), compile_to)  # a library with its final name is always whole
     return str(lib)
 
 

@@ -10,9 +10,11 @@
 // output frame (computing a few junk columns at the row ends, discarded afterwards), which turns
 // the convolution into kT*kH*kW long, contiguous, SIMD-friendly multiply-adds per frame.
 //
-//   X3dCwForward(x, w, cfg) -> y
-//   X3dCwForwardBias(x, w, b, cfg) -> y         + b[c] in the same pass (a folded BatchNorm)
-//   X3dCwBackward(x, w, cfg, dy) -> (dx, dw)    dx as a gather over phases, dw as dot products
+//   ChannelwiseConv3dForward(x, w, cfg) -> y
+//   ChannelwiseConv3dForwardBias(x, w, b, cfg) -> y        + b[c] in the same pass (a folded BatchNorm)
+//   ChannelwiseConv3dBackward(x, w, cfg, dy) -> (dx, dw)   dx as a gather over phases, dw as dot products
+//
+// Python binding (ops.Custom definitions and bprop): channelwise_conv3d.py beside this file.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -25,8 +27,8 @@
 
 namespace {
 
-using x3d_kernels::num_threads;
-using x3d_kernels::parallel_for;
+using video_zoo_kernels::num_threads;
+using video_zoo_kernels::parallel_for;
 
 
 // 8 floats, unaligned loads/stores allowed (GCC vector extension; AVX2 or AVX-512 with -march=native)
@@ -105,7 +107,7 @@ bool check_plan(int *ndims, int64_t **shapes, const char **dtypes, void **params
 // on a mismatch, say what arrived (MindSpore only reports the non-zero return code)
 bool make_plan(int *ndims, int64_t **shapes, const char **dtypes, void **params, Plan *p) {
   if (check_plan(ndims, shapes, dtypes, params, p)) return true;
-  std::fprintf(stderr, "x3d channelwise kernel: unsupported call: x %s", dtypes[0]);
+  std::fprintf(stderr, "channelwise kernel: unsupported call: x %s", dtypes[0]);
   for (int i = 0; i < ndims[0]; ++i) std::fprintf(stderr, " %lld", static_cast<long long>(shapes[0][i]));
   std::fprintf(stderr, ", w");
   for (int i = 0; i < ndims[1]; ++i) std::fprintf(stderr, " %lld", static_cast<long long>(shapes[1][i]));
@@ -285,8 +287,8 @@ void backward(const Plan &g, const float *x, const float *w, const float *dy, fl
 
 }  // namespace
 
-extern "C" int X3dCwForward(int nparam, void **params, int *ndims, int64_t **shapes,
-                            const char **dtypes, void *stream, void *extra) {
+extern "C" int ChannelwiseConv3dForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                        const char **dtypes, void *stream, void *extra) {
   Plan g;
   if (nparam != 4 || !make_plan(ndims, shapes, dtypes, params, &g)) return 1;
   forward(g, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr,
@@ -294,8 +296,8 @@ extern "C" int X3dCwForward(int nparam, void **params, int *ndims, int64_t **sha
   return 0;
 }
 
-extern "C" int X3dCwForwardBias(int nparam, void **params, int *ndims, int64_t **shapes,
-                                const char **dtypes, void *stream, void *extra) {
+extern "C" int ChannelwiseConv3dForwardBias(int nparam, void **params, int *ndims, int64_t **shapes,
+                                            const char **dtypes, void *stream, void *extra) {
   if (nparam != 5) return 1;
   // the plan reads (x, w, cfg, y): drop the bias from the argument lists
   void *p4[4] = {params[0], params[1], params[3], params[4]};
@@ -305,7 +307,7 @@ extern "C" int X3dCwForwardBias(int nparam, void **params, int *ndims, int64_t *
   Plan g;
   if (!make_plan(n4, s4, d4, p4, &g)) return 1;
   if (ndims[2] != 1 || shapes[2][0] != g.C || std::strcmp(dtypes[2], "float32") != 0) {
-    std::fprintf(stderr, "x3d channelwise kernel: bias must be float32 (%lld), got %s with %d dims\n",
+    std::fprintf(stderr, "channelwise kernel: bias must be float32 (%lld), got %s with %d dims\n",
                  static_cast<long long>(g.C), dtypes[2], ndims[2]);
     return 1;
   }
@@ -314,8 +316,8 @@ extern "C" int X3dCwForwardBias(int nparam, void **params, int *ndims, int64_t *
   return 0;
 }
 
-extern "C" int X3dCwBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                             const char **dtypes, void *stream, void *extra) {
+extern "C" int ChannelwiseConv3dBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                         const char **dtypes, void *stream, void *extra) {
   Plan g;
   if (nparam != 6 || !make_plan(ndims, shapes, dtypes, params, &g)) return 1;
   if (ndims[4] != 5 || ndims[5] != 5) return 1;

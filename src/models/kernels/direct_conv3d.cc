@@ -6,10 +6,11 @@
 // Layout NCTHW; zero padding; any kernel size and stride; geometry in a 9-element int64 tensor:
 // kernel (t, h, w), stride (t, h, w), padding (t, h, w).
 //
-//   X3dDirectConv(x, w, cfg) -> y        x (N, C, T, H, W), w (Co, C, kT, kH, kW) -> y (N, Co, To, Ho, Wo)
-//   X3dDirectConvGradW(x, dy, cfg) -> dw  the weight gradient, dw (Co, C, kT, kH, kW)
+//   DirectConv3d(x, w, cfg) -> y         x (N, C, T, H, W), w (Co, C, kT, kH, kW) -> y (N, Co, To, Ho, Wo)
+//   DirectConv3dGradW(x, dy, cfg) -> dw  the weight gradient, dw (Co, C, kT, kH, kW)
 //
-// (The input gradient is the transposed convolution; the layer computes it with MindSpore ops.)
+// (The input gradient is the transposed convolution; the binding computes it with MindSpore ops and
+// vol2col's adjoint.) Python binding (ops.Custom definitions and bprop): direct_conv3d.py beside this file.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -19,7 +20,7 @@
 
 namespace {
 
-using x3d_kernels::parallel_for;
+using video_zoo_kernels::parallel_for;
 
 // 8 floats, unaligned loads/stores allowed (GCC vector extension)
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
@@ -256,12 +257,12 @@ int call(bool grad_w, int nparam, void **params, int *ndims, int64_t **shapes, c
 
 }  // namespace
 
-extern "C" int X3dDirectConv(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                             void *stream, void *extra) {
+extern "C" int DirectConv3d(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                            void *stream, void *extra) {
   return call(false, nparam, params, ndims, shapes, dtypes);
 }
 
-extern "C" int X3dDirectConvGradW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                  void *stream, void *extra) {
+extern "C" int DirectConv3dGradW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                 void *stream, void *extra) {
   return call(true, nparam, params, ndims, shapes, dtypes);
 }

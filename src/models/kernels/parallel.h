@@ -14,12 +14,13 @@
 
 #include <unistd.h>
 
-namespace x3d_kernels {
+namespace video_zoo_kernels {
 
-// Worker threads: X3D_KERNEL_THREADS, else OMP_NUM_THREADS, else all cores.
+// Worker threads: VIDEO_ZOO_KERNEL_THREADS (X3D_KERNEL_THREADS, its deprecated spelling), else
+// OMP_NUM_THREADS, else all cores.
 inline int num_threads() {
   static const int n = [] {
-    for (const char *name : {"X3D_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
+    for (const char *name : {"VIDEO_ZOO_KERNEL_THREADS", "X3D_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
       const char *v = std::getenv(name);
       if (v && std::atoi(v) > 0) return std::atoi(v);
     }
@@ -107,4 +108,4 @@ void parallel_for(int64_t n, F fn) {
   Pool::get().run(static_cast<int>(nt), [&](int t) { fn(t * n / nt, (t + 1) * n / nt); });
 }
 
-}  // namespace x3d_kernels
+}  // namespace video_zoo_kernels

@@ -13,7 +13,7 @@
 // prologue on the way, then runs a register-blocked product over it: kMR output channels times
 // kNV vectors of positions stay in registers while the input channels stream through.
 //
-//   X3dPointwise(x, w, b, r, s, cfg) -> y
+//   PointwiseConv3d(x, w, b, r, s, cfg) -> y     (Python binding and bprop: pointwise_conv3d.py)
 //
 // x (N, C, T, H, W), w (Co, C, 1, 1, 1), b (Co,), r (N, Co, To, Ho, Wo) for the residual epilogue
 // (else any shape, unused), s (N, C, 1, 1, 1) for the scaled prologue (else unused), y (N, Co,
@@ -29,7 +29,7 @@
 
 namespace {
 
-using x3d_kernels::parallel_for;
+using video_zoo_kernels::parallel_for;
 
 #ifdef __AVX512F__
 constexpr int kVL = 16;  // floats per vector
@@ -195,7 +195,7 @@ void run(const Call &k) {
   const int64_t panels = (k.Co + kMR - 1) / kMR;
   const int64_t per_block = kTilesPerBlock * kTile, blocks = (k.Q + per_block - 1) / per_block;
   const int64_t wsize = panels * k.C * kMR, bsize = kTilesPerBlock * k.C * kTile + per_block * 2;
-  const int nt = x3d_kernels::num_threads();
+  const int nt = video_zoo_kernels::num_threads();
   Workspace &ws = workspace();
   std::lock_guard<std::mutex> guard(ws.lock);
   float *const scratch = ws.get(wsize + nt * bsize);
@@ -204,7 +204,7 @@ void run(const Call &k) {
   const bool dense = k.sT == 1 && k.sH == 1 && k.sW == 1;
   // tasks: (n, position block, group of panels); split the panels when there are few positions
   int64_t groups = 1;
-  while (k.N * blocks * groups < 4 * x3d_kernels::num_threads() && groups < panels) groups *= 2;
+  while (k.N * blocks * groups < 4 * video_zoo_kernels::num_threads() && groups < panels) groups *= 2;
   groups = std::min(groups, panels);
   const int64_t per_group = (panels + groups - 1) / groups;
   const auto work = [&](int64_t begin, int64_t end) {
@@ -278,7 +278,7 @@ int call(int nparam, void **params, int *ndims, int64_t **shapes, const char **d
 
 }  // namespace
 
-extern "C" int X3dPointwise(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                            void *stream, void *extra) {
+extern "C" int PointwiseConv3d(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                               void *stream, void *extra) {
   return call(nparam, params, ndims, shapes, dtypes);
 }

@@ -6,11 +6,13 @@
 // gathered here instead. Layout NCTHW; zero padding; any kernel size and stride.
 // Geometry arrives in a 9-element int64 tensor: kernel (t, h, w), stride (t, h, w), padding (t, h, w).
 //
-//   X3dVol2Col(x, cfg) -> cols        x (N, C, T, H, W) -> cols (C*kT*kH*kW, N, To*Ho*Wo),
-//                                     row c*taps + (kt*kH + kh)*kW + kw (the weight's (in, k...) order);
-//                                     the batch inside each row, so the product reads the weight once
-//   X3dCol2Vol(x, cfg, dcols) -> dx   the adjoint (x only gives the shape): sums every patch
-//                                     entry back onto the input position it was read from
+//   Vol2Col(x, cfg) -> cols         x (N, C, T, H, W) -> cols (C*kT*kH*kW, N, To*Ho*Wo),
+//                                   row c*taps + (kt*kH + kh)*kW + kw (the weight's (in, k...) order);
+//                                   the batch inside each row, so the product reads the weight once
+//   Col2Vol(x, cfg, dcols) -> dx    the adjoint (x only gives the shape): sums every patch
+//                                   entry back onto the input position it was read from
+//
+// Python binding (ops.Custom definitions and bprop): vol2col.py beside this file.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -23,8 +25,8 @@
 
 namespace {
 
-using x3d_kernels::num_threads;
-using x3d_kernels::parallel_for;
+using video_zoo_kernels::num_threads;
+using video_zoo_kernels::parallel_for;
 
 
 struct Geo {
@@ -53,7 +55,7 @@ bool make_geo(int *ndims, int64_t **shapes, const char **dtypes, void **params, 
   const int64_t *os = shapes[oi];
   if (g->To < 1 || g->Ho < 1 || g->Wo < 1) return false;
   if (os[0] != g->C * g->taps || os[1] != g->N || os[2] != g->L) {
-    std::fprintf(stderr, "x3d vol2col kernel: cols shape (%lld, %lld, %lld) does not match the geometry\n",
+    std::fprintf(stderr, "vol2col kernel: cols shape (%lld, %lld, %lld) does not match the geometry\n",
                  static_cast<long long>(os[0]), static_cast<long long>(os[1]), static_cast<long long>(os[2]));
     return false;
   }
@@ -156,16 +158,16 @@ void col2vol(const Geo &g, const float *cols, float *dx) {
 
 }  // namespace
 
-extern "C" int X3dVol2Col(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                          void *stream, void *extra) {
+extern "C" int Vol2Col(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                       void *stream, void *extra) {
   Geo g;
   if (nparam != 3 || !make_geo(ndims, shapes, dtypes, params, 0, 1, 2, &g)) return 1;
   vol2col(g, static_cast<const float *>(params[0]), static_cast<float *>(params[2]));
   return 0;
 }
 
-extern "C" int X3dCol2Vol(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                          void *stream, void *extra) {
+extern "C" int Col2Vol(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                       void *stream, void *extra) {
   Geo g;
   if (nparam != 4 || !make_geo(ndims, shapes, dtypes, params, 0, 1, 2, &g)) return 1;
   if (ndims[3] != 5 || std::strcmp(dtypes[3], "float32") != 0) return 1;
