@@ -22,6 +22,7 @@ import yaml
 from ml_collections import ConfigDict
 
 from .errors import ConfigError
+from .geometry import to_dict
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = os.path.join(CONFIG_DIR, "defaults.yaml")
@@ -156,17 +157,6 @@ def load_config(path: str, overrides: Iterable[str] = (), *, resolve: bool = Tru
         from .geometry import resolve_geometry
         cfg = resolve_geometry(cfg)
     return ConfigDict(cfg)
-
-
-def to_dict(cfg: Any) -> Any:
-    """ConfigDict (or nested mappings) -> plain dicts and lists."""
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-    if isinstance(cfg, dict):
-        return {k: to_dict(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [to_dict(v) for v in cfg]
-    return cfg
 
 
 def dump_config(cfg: Any, path: Optional[str] = None) -> str:

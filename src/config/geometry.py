@@ -196,13 +196,14 @@ class DataConfig:
         return ops
 
 
-def _plain(node: Any) -> Any:
+def to_dict(node: Any) -> Any:
+    """ConfigDict (or nested mappings) -> plain dicts and lists."""
     if hasattr(node, "to_dict"):
         node = node.to_dict()
     if isinstance(node, Mapping):
-        return {k: _plain(v) for k, v in node.items()}
+        return {k: to_dict(v) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
+        return [to_dict(v) for v in node]
     return node
 
 
@@ -215,7 +216,7 @@ def _record_of(model_or_record: Any) -> DataConfig:
         rec = model_or_record  # a PretrainedCfg
     if rec is None:  # a config's model section
         from ..models import resolve_pretrained_cfg
-        model = _plain(model_or_record)
+        model = to_dict(model_or_record)
         if not isinstance(model, Mapping) or "type" not in model:
             raise TypeError(f"resolve_data_config: expected a network, a PretrainedCfg, a DataConfig or a "
                             f"model section with a 'type', got {type(model_or_record).__name__}")
@@ -242,7 +243,7 @@ def resolve_data_config(model_or_record: Any, cfg: Optional[Any] = None, *, sect
     dc = _record_of(model_or_record)
     if cfg is None:
         return dc
-    cfg = _plain(cfg)
+    cfg = to_dict(cfg)
     changes: Dict[str, Any] = {}
     views = cfg.get(section) or {}
     fallback = (cfg.get("infer") or {}) if section == "eval" else {}

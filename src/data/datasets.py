@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -444,17 +444,10 @@ class VideoList(VideoDataset):
         if not os.path.isfile(self.ann_file):
             raise DataError(f"VideoList: annotation file '{self.ann_file}' not found (root={root!r}, ann_file={ann_file!r})")
         rows = []
-        with open(self.ann_file, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                parts = line.rsplit(None, 1)
-                if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]) or int(parts[1]) < 0:
-                    raise DataError(f"{self.ann_file}:{lineno}: expected 'relative/path label' "
-                                    f"with an integer label >= 0, got {line!r}")
-                where = f"{self.ann_file}:{lineno}"
-                rows.append((where, int(parts[1]), (parts[0], where)))
+        for where, line, parts in list_rows(self.ann_file, 2):
+            if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]) or int(parts[1]) < 0:
+                raise DataError(f"{where}: expected 'relative/path label' with an integer label >= 0, got {line!r}")
+            rows.append((where, int(parts[1]), (parts[0], where)))
         listed = [(self._row_path(root, rel, where), label)
                   for (rel, where), label in self._int_labels(rows, label_map, self.ann_file)]
         self._finish(listed, self.ann_file)
@@ -585,6 +578,17 @@ class Kinetics400(VideoDataset):
 @DATASETS.register()
 class Kinetics600(Kinetics400):
     """Kinetics-600: same layouts as :class:`Kinetics400`."""
+
+
+def list_rows(path: str, fields: int) -> Iterator[Tuple[str, str, List[str]]]:
+    """``(where, line, parts)`` of each row of a list file (``path label``, ``dir frames label``):
+    blank lines and ``#`` comments skipped, the line split from the right into at most ``fields``
+    parts (a path may hold spaces); ``where`` is ``FILE:LINE`` for error messages."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield f"{path}:{lineno}", line, line.rsplit(None, fields - 1)
 
 
 def _read_lines(path: str) -> List[Tuple[int, str]]:

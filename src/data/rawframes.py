@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..registry import DATASETS
-from .datasets import PROTOCOLS, VideoDataset, _resolve
+from .datasets import PROTOCOLS, VideoDataset, _resolve, list_rows
 from .decode import one_line
 from .errors import DataError
 
@@ -151,17 +151,11 @@ class RawFrameList(FrameFolderDataset):
             raise DataError(f"RawFrameList: annotation file '{self.ann_file}' not found (root={root!r}, "
                             f"ann_file={ann_file!r})")
         rows = []
-        with open(self.ann_file, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                parts = line.rsplit(None, 2)
-                if len(parts) != 3 or not parts[1].isdigit() or not re.fullmatch(r"\d+", parts[2]):
-                    raise DataError(f"{self.ann_file}:{lineno}: expected 'frame_dir total_frames label' with "
-                                    f"integers total_frames >= 0 and label >= 0, got {line!r}")
-                where = f"{self.ann_file}:{lineno}"
-                rows.append((where, int(parts[2]), (parts[0], int(parts[1]), where)))
+        for where, line, parts in list_rows(self.ann_file, 3):
+            if len(parts) != 3 or not parts[1].isdigit() or not re.fullmatch(r"\d+", parts[2]):
+                raise DataError(f"{where}: expected 'frame_dir total_frames label' with "
+                                f"integers total_frames >= 0 and label >= 0, got {line!r}")
+            rows.append((where, int(parts[2]), (parts[0], int(parts[1]), where)))
         if not rows:
             raise DataError(f"{self.ann_file}: no clips listed")
         kept = self._int_labels(rows, label_map, self.ann_file)

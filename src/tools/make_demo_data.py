@@ -24,15 +24,17 @@ which ``src/config/demo_rawframes.yaml`` reads.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from ..cli import ArgumentParser, run_cli
+from ..outputs import atomic_write
 
 CLASSES = ["move_left", "move_right", "move_up", "move_down", "rotate_clockwise",
            "rotate_counterclockwise"]
@@ -216,7 +218,20 @@ def make_demo_data(root: str, *, seed: int = 0, num_train: int = 100, num_val: i
                 f.write("\n".join(lines) + "\n")
             out.append(path)
     save_label_map(names, os.path.join(root, "label_map.json"))
+    record = {"seed": seed, "num_train": num_train, "num_val": num_val, "size": [width, height],
+              "frames": frames, "fps": fps, "format": fmt, "classes": names, "libraries": library_versions()}
+    atomic_write(os.path.join(root, "generator.json"), json.dumps(record, indent=1) + "\n")
     return out
+
+
+def library_versions() -> Dict[str, str]:
+    """The versions the demo videos' pixels depend on (numpy's random streams, Pillow's polygon
+    drawing, the x264/FFmpeg build inside the PyAV wheel): a data set made with other versions
+    may differ, so they are written beside it (``generator.json``) to compare two runs."""
+    import PIL
+    import av
+    codec = ".".join(map(str, av.library_versions.get("libavcodec", ())))
+    return {"numpy": np.__version__, "Pillow": PIL.__version__, "av": av.__version__, "libavcodec": codec}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -85,6 +85,32 @@ def test_demo_data_is_identical_however_it_is_generated(tmp_path):
     assert all(not np.array_equal(seed1[rel][1], frames) for rel, (_, frames) in ref.items())
 
 
+# sha256 of the decoded pixels of train/move_left/move_left_0000.mp4 of the set below (seed 0),
+# made with the versions requirements.txt pins (recorded once; generator.json lists the versions)
+DEMO_FINGERPRINT = "0a0b30b874f9ddfbbfbcb5dbb0825ae19f6e981f00a9fb8036af794680584d25"
+PINNED = {"numpy": "1.26.4", "Pillow": "13.0.0", "av": "18.1.0", "libavcodec": "62.28.102"}
+
+
+def test_demo_data_is_the_same_on_every_run_and_machine(tmp_path):
+    """The cross-run check the in-process test cannot make: a demo video of seed 0 decodes to the
+    pixels recorded here. Two runs that differ (as two demo runs once did) fail it, and
+    generator.json says which library versions made the set."""
+    import hashlib
+    import json
+    import av
+    root = tmp_path / "fp"
+    assert make_demo_data.main([str(root), "--num-train", "1", "--num-val", "1", "--size", "48x32", "--frames", "12",
+                                "--classes", "move_left", "move_down"]) == 0
+    rec = json.loads((root / "generator.json").read_text())
+    assert rec["seed"] == 0 and rec["size"] == [48, 32] and rec["classes"] == ["move_left", "move_down"]
+    with av.open(str(root / "train" / "move_left" / "move_left_0000.mp4")) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert frames.shape == (12, 32, 48, 3)
+    got = hashlib.sha256(frames.tobytes()).hexdigest()
+    assert got == DEMO_FINGERPRINT, (f"demo video pixels differ from the recorded ones; made with {rec['libraries']}, "
+                                     f"recorded with {PINNED} (requirements.txt pins them)")
+
+
 def test_demo_classes_differ_in_motion_not_appearance():
     rng = np.random.default_rng(0)
     stats, motion = [], []
