@@ -70,7 +70,12 @@ def init_context(ctx: Mapping[str, Any], device: Optional[str] = None) -> str:
     if mode not in (0, 1):
         raise ValueError(f"context.mode: expected 0 (graph) or 1 (PyNative), got {mode}")
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE)
-    ms.set_device(target, int(ctx.get("device_id", 0)) if target != "CPU" else None)
+    try:
+        ms.set_device(target, int(ctx.get("device_id", 0)) if target != "CPU" else None)
+    except RuntimeError:  # the runtime already runs in this process (a second init): fine if on target
+        current = ms.get_context("device_target")
+        if current != target:
+            raise UserError(f"device {target} requested, but this process already runs on {current}") from None
     deterministic = set_deterministic(bool(ctx.get("deterministic", False)))
     if target == "CPU":
         set_cpu_threads(int(ctx.get("cpu_threads", 0)), deterministic=deterministic)
