@@ -17,6 +17,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
+from src.tools.bench.torch_ref.e3d_heavy import randomize_ as randomize_any
+
 
 def stub_torchvision() -> None:
     """pytorchvideo imports ``torchvision.ops.RoIAlign`` at module level; X3D never uses it."""
@@ -50,27 +52,10 @@ def pytorchvideo_x3d(*, frames: int = 4, crop: int = 160, num_classes: int = 400
     return model.eval()
 
 
-@torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Redraw all parameters and BN running statistics (in place) so nothing is at identity."""
-    g = torch.Generator().manual_seed(seed)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm3d):
-            c = module.num_features
-            # a block's last BN small, so 25 residual additions keep activations (and logits) O(1-10)
-            scale = 0.2 if name.endswith("norm_c") else 1.0
-            module.weight.copy_(scale * (0.5 + torch.rand(c, generator=g)))
-            module.bias.copy_(0.3 * torch.randn(c, generator=g))
-            module.running_mean.copy_(0.3 * torch.randn(c, generator=g))
-            module.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-            module.num_batches_tracked.fill_(1234)
-        elif isinstance(module, (nn.Conv3d, nn.Linear)):
-            w = module.weight
-            fan_in = w[0].numel()
-            w.copy_(torch.randn(w.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-            if module.bias is not None:
-                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=g))
-    return model
+    """Redraw all parameters and BN running statistics (in place) so nothing is at identity; a
+    block's last BN (``norm_c``) small, so 25 residual additions keep activations O(1-10)."""
+    return randomize_any(model, seed, small_bn=lambda name: name.endswith("norm_c"), small_scale=0.2)
 
 
 _PV_TO_SLOWFAST_BRANCH2 = {"conv_a": "a", "norm_a": "a_bn", "conv_b": "b", "norm_b.0": "b_bn",

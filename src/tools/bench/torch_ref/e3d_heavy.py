@@ -11,7 +11,7 @@ reference's module names, so ``state_dict()`` keys are the checkpoint keys (with
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from . import require_torch
 
@@ -206,14 +206,19 @@ def num_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Redraw every weight and BN statistic (a block's last BN small, so residual sums stay O(1))."""
+def randomize_(model: nn.Module, seed: int = 0, *, small_bn: Optional[Callable[[str], bool]] = None,
+               small_scale: float = 0.3) -> nn.Module:
+    """Redraw every weight and BN statistic, so nothing is at identity. The BNs ``small_bn(name)``
+    picks (default: a ResNet block's last, ``bn2``/``bn3``) get gammas scaled by ``small_scale``, so
+    residual sums stay O(1). One draw order for every reference network (X3D's too)."""
     g = torch.Generator().manual_seed(seed)
+    if small_bn is None:
+        def small_bn(name: str) -> bool:
+            return name.endswith(("bn2", "bn3")) and not name.startswith("bn")
     for name, m in model.named_modules():
         if isinstance(m, nn.BatchNorm3d):
             c = m.num_features
-            last = name.endswith(("bn2", "bn3")) and not name.startswith("bn")
-            scale = 0.3 if last else 1.0
+            scale = small_scale if small_bn(name) else 1.0
             m.weight.copy_(scale * (0.5 + torch.rand(c, generator=g)))
             m.bias.copy_(0.3 * torch.randn(c, generator=g))
             m.running_mean.copy_(0.3 * torch.randn(c, generator=g))
