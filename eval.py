@@ -1,6 +1,6 @@
 """Multi-view evaluation of a checkpoint.
 
-    python eval.py --config CFG --ckpt PATH [--output DIR] [--device CPU|GPU|Ascend] [KEY=VALUE ...]
+    python eval.py --config CFG --ckpt PATH [--ema] [--output DIR] [--device CPU|GPU|Ascend] [KEY=VALUE ...]
 
 Views: ``eval.num_clips`` clips spaced uniformly over each video x ``eval.num_crops`` crops
 (1 = centre; 3 = left/centre/right, or top/centre/bottom for portrait video) of
@@ -36,6 +36,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                   "(default: <train.output_dir>/eval)")
     p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: context.device_target)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a training checkpoint "
+                                                      "(trained with train.ema=true) instead of the raw ones")
     p.add_argument("--video-level", action="store_true",
                    help="the Efficient-3DCNNs video accuracy: every consecutive non-overlapping clip of each "
                         "video (centre crop), probabilities averaged per video (frame folders and video files; "
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # eval mode, BatchNorm folded (eval.fold_bn); its data config: the model record's test clip
     # with the config's values over it (eval.short_side / eval.crop_size)
     model = load_inference_model(cfg, ckpt=args.ckpt, fold_bn=bool(ev.fold_bn), batch_size=int(ev.batch_size),
-                                 section="eval")
+                                 section="eval", ema=args.ema)
     short_side, crop_size = model.data_config.short_side, model.data_config.crop_size
     # one class list per run: the checkpoint's (a training checkpoint's label map), so the data's
     # labels are indices of the network's outputs; a label it lacks is an error naming the row.
@@ -85,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=int(ev.batch_size), class_names=model.class_names or None)
     names = list(loader.class_names)
 
+    which = " (EMA weights)" if args.ema else ""
     if video_level:
-        print(f"evaluating {args.ckpt} video-level: {loader.num_videos} consecutive clips (centre crop "
+        print(f"evaluating {args.ckpt}{which} video-level: {loader.num_videos} consecutive clips (centre crop "
               f"{crop_size} of short side {short_side}), averaged per video", flush=True)
     else:
-        print(f"evaluating {args.ckpt} on {loader.num_videos} videos x {loader.views_per_video} views "
+        print(f"evaluating {args.ckpt}{which} on {loader.num_videos} videos x {loader.views_per_video} views "
               f"({num_clips} clips x {num_crops} crops, short side {short_side}, crop {crop_size})",
               flush=True)
     t0 = time.perf_counter()
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: Dict[str, Any] = {
         "checkpoint": os.path.abspath(args.ckpt),
+        "weights": "ema" if args.ema else "raw",
         "config": os.path.abspath(args.config),
         "views": {"num_clips": "all consecutive" if video_level else num_clips, "num_crops": int(num_crops),
                   "short_side": int(short_side), "crop_size": int(crop_size)},

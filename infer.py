@@ -1,6 +1,6 @@
 """Classify videos with a trained model: top-k per video, sliding-window timelines, live streams.
 
-    python infer.py VIDEO [VIDEO|DIR ...] (--config CFG --ckpt PATH | [--config CFG] --mindir PATH)
+    python infer.py VIDEO [VIDEO|DIR ...] (--config CFG --ckpt PATH [--ema] | [--config CFG] --mindir PATH)
                     [--topk 5] [--window SEC [--stride SEC] [--smooth K] [--threshold P]]
                     [--json OUT] [--label-map FILE] [--save-vis OUT.mp4|OUT.gif]
                     [--vis-short-side N] [--device CPU] [KEY=VALUE ...]
@@ -85,6 +85,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     weights = p.add_mutually_exclusive_group(required=True)
     weights.add_argument("--ckpt", help="MindSpore checkpoint (e.g. output/demo/last.ckpt)")
     weights.add_argument("--mindir", help="exported MINDIR graph (python -m src.tools.export)")
+    p.add_argument("--ema", action="store_true", help="--ckpt: use its EMA weights (trained with train.ema=true)")
     p.add_argument("--topk", type=int, default=None, help="classes to show (default infer.topk)")
     p.add_argument("--window", type=float, default=None,
                    help="timeline window in seconds; 0 = off (default infer.window_seconds; "
@@ -118,6 +119,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parse_with_overrides(p, argv)
     if args.config is None and args.mindir is None:
         p.error("--config is required with --ckpt")
+    if args.ema and args.ckpt is None:
+        p.error("--ema: only with --ckpt (a training checkpoint holds the EMA weights beside the raw ones)")
     if args.stream is None and not args.videos:
         p.error("give VIDEO files/folders or --stream SOURCE")
     if args.stream is not None and args.videos:
@@ -281,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg = config_from_args(args)
     init_context(cfg.context, args.device)
     predictor = VideoPredictor(cfg, ckpt=args.ckpt, mindir=args.mindir, label_map=args.label_map,
-                               config_data=args.config is not None)
+                               config_data=args.config is not None, ema=args.ema)
     topk = args.topk if args.topk is not None else int(cfg.infer.get("topk", 5))
     window = args.window if args.window is not None else float(cfg.infer.get("window_seconds", 0.0) or 0.0)
     if args.stream is not None:

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
                           f"{len(classes)} classes; set model.num_classes={len(classes)}")
 
     # ---- model
-    net = build_model(cfg.model)
+    net = build_model(cfg.model)  # model.norm=syncbn: BN statistics over all ranks (GPU/Ascend; src/models/layers/norm.py)
+    if group > 1 and cfg.model.get("norm") == "syncbn" and tc.precise_bn_batches > 0:
+        raise ConfigError("train.precise_bn_batches: precise BN runs its forward passes on rank 0 alone, where "
+                          "SyncBatchNorm (model.norm=syncbn) would wait for the other ranks; set it to 0 with syncbn")
     if tc.pretrained:
         skipped = load_pretrained(net, tc.pretrained, classifier=net.classifier_names())
         say(f"pretrained weights: {tc.pretrained}"
@@ -83,10 +86,16 @@ def run(args: argparse.Namespace) -> int:
     loss_fn = build_from_cfg(cfg.loss, LOSSES, where="loss")
 
     # ---- learning rate: one value per step; train.epochs is the only epoch count
-    steps = train_loader.steps_per_epoch
+    # (optimizer steps: train.accumulate_steps = k batches each; an epoch's last batches that do not
+    # fill k are dropped, so every epoch ends with the accumulation buffers empty)
+    k = tc.accumulate_steps
+    steps = train_loader.steps_per_epoch // k
+    if steps < 1:
+        raise ConfigError(f"train.accumulate_steps: {k} batches per optimizer step, but an epoch has only "
+                          f"{train_loader.steps_per_epoch} batches per process")
     if tc.max_steps_per_epoch > 0:
         steps = min(steps, tc.max_steps_per_epoch)
-    global_batch = train_loader.batch_size * group
+    global_batch = train_loader.batch_size * group * k  # clips per optimizer step (LR scaling reads it)
     lr_values = build_from_cfg(cfg.learning_rate, LR_SCHEDULES, where="learning_rate", epochs=tc.epochs,
                                steps_per_epoch=steps, global_batch_size=global_batch)
 
@@ -94,17 +103,32 @@ def run(args: argparse.Namespace) -> int:
     params = net.trainable_for(tc.finetune)  # the model owns its freezing
     optimizer = build_from_cfg(cfg.optimizer, OPTIMIZERS, where="optimizer", params=params,
                                learning_rate=lr_values)
-    step_cell = TrainStep(net, loss_fn, optimizer)
+    step_cell = TrainStep(net, loss_fn, optimizer, amp_level=tc.amp_level, loss_scale_type=tc.loss_scale_type,
+                          loss_scale=tc.loss_scale, loss_scale_factor=tc.loss_scale_factor,
+                          loss_scale_window=tc.loss_scale_window, clip_grad=tc.clip_grad, clip_value=tc.clip_value,
+                          accumulate_steps=k)  # docs/training.md "Mixed precision, loss scale, clipping, accumulation"
+    # EMA of the weights (train.ema) on rank 0 only: data-parallel weights are equal on every rank
+    # (BN statistics: rank 0's, which are what its checkpoints hold anyway)
+    ema = None
+    if tc.ema and main_rank:
+        from src.engine.ema import EMA, ModelEMA
+        ema = ModelEMA(net, decay=tc.ema_decay, warmup=tc.ema_warmup)
 
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps, global_batch=global_batch)
     resume = find_resume_checkpoint(out) if tc.resume == "auto" else tc.resume
     if resume:
-        meta = restore_training_state(step_cell, resume)
+        meta = restore_training_state(step_cell, resume, ema=ema)
         state.epoch, state.global_step = int(meta["epoch"]), int(meta["global_step"])
         state.best_top1 = float(meta.get("best_top1", -1.0)) or -1.0
         state.last_checkpoint = resume
+        state.skipped_steps = step_cell.skipped_updates()  # overflow skips before, from the checkpoint
+        state.optimizer_steps = state.global_step - state.skipped_steps
+        state.loss_scale = step_cell.current_loss_scale()
         say(f"resumed from {resume}: epoch {state.epoch}, step {state.global_step}, "
             f"lr {lr_values[min(state.global_step, len(lr_values) - 1)]:.6f}")
+        if ema is not None:
+            say(f"EMA: {ema.num_updates} updates restored" if meta["ema_restored"] else
+                "EMA: the checkpoint has none (trained with train.ema=false); it starts from the resumed weights")
     elif tc.resume == "auto":
         say(f"resume=auto: no checkpoint in {out}, starting from scratch")
 
@@ -114,25 +138,39 @@ def run(args: argparse.Namespace) -> int:
                               loader=train_loader, log_file=os.path.join(out, "train.log") if main_rank else None,
                               quiet=not main_rank)  # under msrun only rank 0 prints step/epoch lines
     callbacks = []
+    if ema is not None:
+        callbacks.append(EMA(ema))  # first: validation and checkpoints see this step's average
     if main_rank:
         callbacks += [PreciseBN(net, train_loader, num_batches=tc.precise_bn_batches, finetune=tc.finetune,
                                 eval_interval=tc.eval_interval, period=tc.precise_bn_period,
                                 has_validation=val_loader is not None, log=progress.log),
-                      Validation(net, val_loader, interval=tc.eval_interval, finetune=tc.finetune, log=progress.log),
+                      Validation(net, val_loader, interval=tc.eval_interval, finetune=tc.finetune, log=progress.log,
+                                 ema=ema),
                       CheckpointSaver(step_cell, out, interval=tc.ckpt_interval, keep=tc.keep_checkpoint_max,
-                                      config_yaml=config_yaml, class_names=classes, log=progress.log),
+                                      config_yaml=config_yaml, class_names=classes, log=progress.log, ema=ema),
                       MetricsWriter(out, log_interval=tc.log_interval)]
     callbacks.append(progress)  # last: its epoch summary shows the validation just run
     say(f"device {device}, {group} process(es), {cfg.model.type}: {count_params(net):,} trainable parameters "
         f"({len(params):,} tensors optimised, finetune={tc.finetune}); {train_loader.num_samples} clips/shard, "
         f"{steps} steps/epoch of {global_batch} clips, {tc.epochs} epochs")
+    if step_cell.amp_level != "O0" or tc.loss_scale_type != "none" or tc.clip_grad != "none" or k > 1:
+        say(f"precision {step_cell.amp_level} (train.amp_level={tc.amp_level}), loss scale {tc.loss_scale_type}"
+            f"{f' from {tc.loss_scale:g}' if tc.loss_scale_type != 'none' else ''}, clip_grad {tc.clip_grad}"
+            f"{f' at {tc.clip_value:g}' if tc.clip_grad != 'none' else ''}, {k} batch(es) of "
+            f"{train_loader.batch_size * group} clips per optimizer step")
+    if ema is not None:
+        say(f"EMA of the weights: decay {tc.ema_decay} after a warm-up of time constant {tc.ema_warmup:g} updates; "
+            f"validated beside the raw weights, its top-1 picks best.ckpt")
 
     # ---- train
     state = fit(step_cell, train_loader, state, lr_values, callbacks=callbacks, finetune=tc.finetune,
                 seed=cfg.context.seed)
     if main_rank and state.last_val:
-        say(f"final validation top-1: {100 * state.last_val['top1']:.2f}%  top-5: {100 * state.last_val['top5']:.2f}% "
-            f"({state.last_val['num_videos']} videos); best {100 * max(state.best_top1, 0):.2f}%; "
+        v = state.last_val
+        ema_text = (f"  EMA top-1: {100 * v['ema_top1']:.2f}%  top-5: {100 * v['ema_top5']:.2f}%"
+                    if "ema_top1" in v else "")
+        say(f"final validation top-1: {100 * v['top1']:.2f}%  top-5: {100 * v['top5']:.2f}%{ema_text} "
+            f"({v['num_videos']} videos); best{' EMA' if ema_text else ''} {100 * max(state.best_top1, 0):.2f}%; "
             f"checkpoints in {out}")
     return 0
 

@@ -76,11 +76,47 @@ def init_context(ctx: Mapping[str, Any], device: Optional[str] = None) -> str:
         current = ms.get_context("device_target")
         if current != target:
             raise UserError(f"device {target} requested, but this process already runs on {current}") from None
+    set_jit_level(str(ctx.get("jit_level", "auto")), target)
     deterministic = set_deterministic(bool(ctx.get("deterministic", False)))
     if target == "CPU":
         set_cpu_threads(int(ctx.get("cpu_threads", 0)), deterministic=deterministic)
     seed_everything(int(ctx.get("seed", 0)))
     return target
+
+
+# context.jit_level: MindSpore 2.10's compilation levels (ms.set_context(jit_config={"jit_level": L}),
+# readable back as ms.get_context("jit_level")):
+#   O0  kernel-by-kernel execution, only the optimisations the graph needs to run (2.10's choice when
+#       the level is unset, on every device but the older Ascend 910A);
+#   O1  O0 plus MindSpore's common graph optimisations and automatic operator fusion (GPU: AKG
+#       graph-kernel fusion, Ascend: DVM; "experimental and being improved" in 2.10's mindspore.jit);
+#   O2  the whole graph sunk through Ascend's GraphEngine (GE): Ascend only, deprecated since 2.9
+#       (2.10 still picks it for an unset level on the 910A).
+# auto = the level per device below; None leaves MindSpore's own choice (the 910A's GE, O0 elsewhere).
+JIT_LEVELS = ("auto", "O0", "O1", "O2")
+AUTO_JIT_LEVEL: Mapping[str, Optional[str]] = {"CPU": "O0", "GPU": "O0", "Ascend": None}
+
+
+def resolve_jit_level(level: str, device: str) -> Optional[str]:
+    """The level ``context.jit_level`` asks for on ``device`` (``auto``: :data:`AUTO_JIT_LEVEL`,
+    None = MindSpore's own choice). A wrong name, or O2 off Ascend, is a one-line error."""
+    if level not in JIT_LEVELS:
+        raise UserError(f"context.jit_level: expected one of {', '.join(JIT_LEVELS)}, got {level!r}")
+    if level == "auto":
+        return AUTO_JIT_LEVEL.get(device)
+    if level == "O2" and device != "Ascend":
+        raise UserError(f"context.jit_level: O2 (the GraphEngine backend) runs on Ascend only, this run is on "
+                        f"{device}; use auto, O0 or O1")
+    return level
+
+
+def set_jit_level(level: str, device: str) -> Optional[str]:
+    """Apply ``context.jit_level`` to MindSpore's global jit config (the graphs of every cell the
+    process compiles afterwards). Returns the level applied (None: left to MindSpore)."""
+    chosen = resolve_jit_level(level, device)
+    if chosen is not None:
+        ms.set_context(jit_config={"jit_level": chosen})
+    return chosen
 
 
 def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
@@ -90,8 +126,11 @@ def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
     zoo's C++ kernels (convolutions, most of the work) keep ``threads``, split the same way every run."""
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none)
+        # processes sharing this machine: set by scripts/train_distribute.sh (msrun exports none);
+        # a process msrun --bind_core pinned to its own cores shares them with nobody
         local = int(envvars.getenv(envvars.LOCAL_WORKERS) or os.environ.get("MS_WORKER_NUM", "1") or 1)
+        if bound_by_msrun():
+            local = 1
         threads = max(1, cores // max(1, local))
     try:
         ms.device_context.cpu.op_tuning.threads_num(1 if deterministic else threads)
@@ -102,6 +141,19 @@ def set_cpu_threads(threads: int = 0, deterministic: bool = False) -> int:
     if not envvars.getenv(envvars.KERNEL_THREADS) and not os.environ.get("OMP_NUM_THREADS"):
         os.environ[envvars.KERNEL_THREADS] = str(threads)
     return threads
+
+
+def bound_by_msrun() -> bool:
+    """True when ``msrun --bind_core`` pinned this process: msrun exports the cores it gave the
+    worker as ``MSRUN_CPU_LIST`` (e.g. ``[0, 1]``) and the process's affinity is exactly them."""
+    listed = os.environ.get("MSRUN_CPU_LIST", "").strip()
+    if not listed or not hasattr(os, "sched_getaffinity"):
+        return False
+    try:
+        cpus = {int(c) for c in listed.strip("[]").split(",") if c.strip()}
+    except ValueError:
+        return False
+    return bool(cpus) and cpus == set(os.sched_getaffinity(0))
 
 
 def set_deterministic(on: bool) -> bool:

@@ -1,9 +1,26 @@
 """Fixtures shared by several test modules."""
 from __future__ import annotations
 
-from typing import Iterator
+import os
+from typing import Iterator, List
 
 import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (VIDEO_ZOO_RUN_SLOW=1 does the same)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Tests marked ``slow`` (whole training runs, several msrun jobs, full-size exports) are
+    skipped unless asked for: the default run, and CI, stay within their time budget."""
+    if config.getoption("--run-slow") or os.environ.get("VIDEO_ZOO_RUN_SLOW", "") not in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or VIDEO_ZOO_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -77,3 +77,46 @@ def test_device_probe_is_silent_on_a_machine_without_the_device():
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "CPU" and "[WARNING]" not in r.stderr, r.stderr
+
+
+def test_jit_level_reaches_mindspores_context_and_auto_is_per_device():
+    """``context.jit_level`` is MindSpore's global ``jit_config``: the value read back from
+    ``mindspore.get_context("jit_level")`` after ``init_context``. ``auto`` is O0 on CPU and GPU and
+    MindSpore's own choice on Ascend (its 910A default is GE); O2 (GE) off Ascend is refused."""
+    import mindspore as ms
+    from src.context import init_context, resolve_jit_level
+    from src.errors import UserError
+
+    for level in ("O1", "O0"):  # O0 last: the level every other test of this process expects
+        assert init_context({"device_target": "CPU", "jit_level": level}) == "CPU"
+        assert ms.get_context("jit_level") == level
+    assert [resolve_jit_level("auto", d) for d in ("CPU", "GPU", "Ascend")] == ["O0", "O0", None]
+    assert resolve_jit_level("O2", "Ascend") == "O2" and resolve_jit_level("O1", "GPU") == "O1"
+    with pytest.raises(UserError) as e:
+        resolve_jit_level("O2", "CPU")
+    assert str(e.value) == ("context.jit_level: O2 (the GraphEngine backend) runs on Ascend only, this run is on "
+                            "CPU; use auto, O0 or O1")
+
+
+def test_a_wrong_jit_level_is_a_one_line_config_error():
+    from src.config import ConfigError, load_config
+
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "config", "demo.yaml")
+    assert load_config(demo, ["context.jit_level=O1"], resolve=False).context.jit_level == "O1"
+    with pytest.raises(ConfigError) as e:
+        load_config(demo, ["context.jit_level=O3"], resolve=False)
+    assert str(e.value) == ("context.jit_level: expected one of 'auto', 'O0', 'O1', 'O2', got 'O3' "
+                            "(from override 'context.jit_level=O3')")
+
+
+def test_a_process_pinned_by_msrun_bind_core_uses_all_its_cores(monkeypatch):
+    """msrun --bind_core pins each worker with taskset and exports its cores as MSRUN_CPU_LIST:
+    such a worker does not split its cores again between the local workers."""
+    _no_thread_variables(monkeypatch)
+    mine = sorted(os.sched_getaffinity(0))
+    monkeypatch.setenv("VIDEO_ZOO_LOCAL_WORKERS", "2")
+    monkeypatch.setenv("MSRUN_CPU_LIST", str(mine))  # msrun's spelling: str() of a list
+    assert set_cpu_threads(0) == len(mine)
+    monkeypatch.delenv("VIDEO_ZOO_KERNEL_THREADS")
+    monkeypatch.setenv("MSRUN_CPU_LIST", str([max(mine) + 1]))  # another worker's cores: not this process
+    assert set_cpu_threads(0) == max(1, len(mine) // 2)

@@ -173,6 +173,7 @@ SCHEMA: Dict[str, Spec] = {
     "context.seed": int_(0, 2 ** 32 - 1),
     "context.cpu_threads": int_(0),
     "context.deterministic": BOOL,
+    "context.jit_level": one_of("auto", "O0", "O1", "O2"),
     "train.epochs": int_(1),
     "train.output_dir": str_(),
     "train.ckpt_interval": int_(1),
@@ -186,6 +187,19 @@ SCHEMA: Dict[str, Spec] = {
     "train.resume": str_(null=True),
     "train.max_steps_per_epoch": int_(0),
     "train.progress_bar": BOOL,
+    "train.amp_level": one_of("O0", "O1", "O2", "O3", "auto"),
+    "train.loss_scale_type": one_of("none", "fixed", "dynamic"),
+    "train.loss_scale": float_(1),
+    "train.loss_scale_factor": int_(2),
+    "train.loss_scale_window": int_(1),
+    "train.clip_grad": one_of("none", "norm", "value"),
+    "train.clip_value": float_(0, lo_open=True),
+    "train.accumulate_steps": int_(1),
+    "train.sink_mode": BOOL,
+    "train.sink_size": int_(-1),
+    "train.ema": BOOL,
+    "train.ema_decay": float_(0, 1, hi_open=True),
+    "train.ema_warmup": float_(0),
     "infer.num_clips": int_(1),
     "infer.num_crops": one_of(1, 3),
     "infer.short_side": int_(1, null=True),
@@ -205,6 +219,7 @@ SCHEMA: Dict[str, Spec] = {
     "data_loader.max_bad_fraction": float_(0, 1),
     "data_loader.decoder": one_of("decord", "pyav"),
     "data_loader.min_frames": int_(0),
+    "data_loader.train.clips_per_video": int_(1),
 }
 for _split in ("train", "eval"):
     SCHEMA.update({f"data_loader.{_split}.batch_size": int_(1),
@@ -246,6 +261,7 @@ COMPONENT_ARGS: Dict[Tuple[str, str, str], Spec] = {
     # aliases, still accepted: fold -> banded, custom -> cpp); tests/models/test_layers.py checks
     ("models", "*", "conv_impl"): one_of("auto", "native", "banded", "cpp", "custom", "fold"),
     ("models", "*", "stem_impl"): one_of("auto", "native", "im2col", "gemm", "direct"),
+    ("models", "*", "norm"): one_of("bn", "syncbn"),  # src/models/layers/norm.py (every family)
     # builder "*": every builder of the registry that takes the argument (docs/data.md)
     ("datasets", "*", "unknown_labels"): one_of("error", "skip"),
     ("datasets", "*", "allow_outside_root"): BOOL,

@@ -355,10 +355,29 @@ class VideoDataset:
         :class:`VideoDecodeError` for unreadable samples and, with ``pad_mode: clamp``, videos
         shorter than ``min_frames`` (the video-level protocol and loop padding take any length)."""
         with self.open_reader(index, decoder) as reader:
-            n = reader.num_frames
-            if self.pad_mode == "clamp" and self.video_level is None and n < min_frames:
-                raise VideoDecodeError(reader.name, f"too short: {n} frames, need {min_frames}")
+            n = self._usable_frames(reader, min_frames)
             return reader.read(self.clip_indices(n, reader.fps or None, clip_idx, rng, index))
+
+    def _usable_frames(self, reader: ClipReader, min_frames: int) -> int:
+        """``reader``'s frame count; a VideoDecodeError when ``pad_mode: clamp`` needs more."""
+        n = reader.num_frames
+        if self.pad_mode == "clamp" and self.video_level is None and n < min_frames:
+            raise VideoDecodeError(reader.name, f"too short: {n} frames, need {min_frames}")
+        return n
+
+    def load_clips(self, index: int, count: int, rng: np.random.Generator, decoder: str = "decord",
+                   min_frames: int = 1) -> List[np.ndarray]:
+        """``count`` random training clips of sample ``index``, planned one after the other from
+        ``rng`` and read together: one open and one read of the union of their frames
+        (repeated augmentation, the loader's ``clips_per_video``). ``count`` 1 draws what
+        :meth:`load_clip` draws."""
+        with self.open_reader(index, decoder) as reader:
+            n = self._usable_frames(reader, min_frames)
+            plans = [self.clip_indices(n, reader.fps or None, None, rng, index) for _ in range(count)]
+            union, where = np.unique(np.concatenate(plans), return_inverse=True)
+            frames = reader.read(union)
+            t = len(plans[0])
+            return [frames[where[i * t:(i + 1) * t]] for i in range(count)]
 
     def check(self, index: int, min_frames: int = 1, decoder: str = "decord") -> Optional[str]:
         """None if sample ``index`` opens, is long enough (``min_frames``, with ``pad_mode: clamp``)

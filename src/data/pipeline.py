@@ -114,7 +114,9 @@ class BadFileLog:
 class ClipSource:
     """Random-access source for ``GeneratorDataset``.
 
-    Train item ``i`` = a random clip of video ``i`` -> ``(video, label)``. Eval item ``i`` = view
+    Train item ``i`` = a random clip of video ``i`` -> ``(video, label)``; with ``clips_per_video``
+    K > 1, K clips read in one pass -> ``(video (K, C, T, H, W), label (K,))``, which the batch op
+    concatenates (a batch of ``batch_size / K`` items). Eval item ``i`` = view
     ``i % views`` of video ``i // views`` (view = clip * num_crops + crop) -> ``(video, label,
     video_idx, view_idx)``; ``sample_ids`` restricts it to a shard. A video that fails to decode
     or has fewer than ``min_frames`` frames is logged (``bad_files.txt``) and remembered, so this
@@ -126,7 +128,7 @@ class ClipSource:
     def __init__(self, dataset: VideoDataset, transform: Compose, *, train: bool,
                  bad_log: BadFileLog, decoder: str = "decord", min_frames: int = 1,
                  max_bad_fraction: float = 0.05, sample_ids: Optional[Sequence[int]] = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, clips_per_video: int = 1) -> None:
         self.dataset = dataset
         self.transform = transform
         self.train = train
@@ -139,6 +141,7 @@ class ClipSource:
         self.total = len(dataset) * self.views
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, np.int64)
         self.seed = int(seed)
+        self.clips_per_video = int(clips_per_video) if train else 1  # > 1: item = (K, C, T, H, W) clips
         self.epoch = 0
         self._cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self._known_bad: Dict[int, tuple] = {}  # video index -> (path, reason), per process
@@ -147,7 +150,9 @@ class ClipSource:
     def __len__(self) -> int:
         return self.total if self.sample_ids is None else len(self.sample_ids)
 
-    def _frames(self, vid: int, clip_idx: Optional[int], rng: np.random.Generator) -> np.ndarray:
+    def _frames(self, vid: int, clip_idx: Optional[int], rng: np.random.Generator) -> Any:
+        if clip_idx is None and self.clips_per_video > 1:  # several clips from one read
+            return self.dataset.load_clips(vid, self.clips_per_video, rng, self.decoder, self.min_frames)
         if clip_idx is None:
             return self.dataset.load_clip(vid, None, rng, self.decoder, self.min_frames)
         key = (vid, clip_idx)  # eval: the crops of one clip share one decode
@@ -173,6 +178,8 @@ class ClipSource:
         except VideoDecodeError as e:
             self._known_bad[vid] = (e.path, e.reason)
             raise
+        if isinstance(frames, list):  # clips_per_video > 1: one transform draw per clip
+            return np.stack([np.asarray(self.transform(f, crop_index=crop_idx, rng=rng), np.float32) for f in frames])
         return self.transform(frames, crop_index=crop_idx, rng=rng)
 
     def _empty_view(self) -> np.ndarray:
@@ -216,7 +223,10 @@ class ClipSource:
         else:
             raise DataError(f"{MAX_TRIES} videos in a row failed to decode (last: "
                             f"{self.dataset.samples[vid][0]}); see {self.bad_log.list_path}")
-        return np.ascontiguousarray(video, dtype=np.float32), np.array(self.dataset.samples[vid][1], np.int32)
+        label = self.dataset.samples[vid][1]
+        if self.clips_per_video > 1:
+            return np.ascontiguousarray(video, dtype=np.float32), np.full(self.clips_per_video, label, np.int32)
+        return np.ascontiguousarray(video, dtype=np.float32), np.array(label, np.int32)
 
 
 class Loader:
@@ -311,6 +321,11 @@ def stop_guard(batches: Iterable[T], loader: Any) -> Iterator[T]:
         yield item
 
 
+def _concat_clips(videos: List[np.ndarray], labels: List[np.ndarray], _info: Any) -> tuple:
+    """Batch of items of (K, ...) clips each -> one batch of clips (``clips_per_video``)."""
+    return np.concatenate(videos), np.concatenate(labels)
+
+
 def _get(node: Any, key: str, default: Any = None) -> Any:
     try:
         value = node[key]
@@ -379,19 +394,30 @@ def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 
                   max_bad_fraction=float(_get(dl, "max_bad_fraction", 0.05)), seed=seed)
 
     if train:
-        source = ClipSource(vds, transform, **common)
+        per_video = int(_get(scfg, "clips_per_video", 1))
+        if per_video < 1 or bs % per_video:
+            raise DataError(f"data_loader.train.clips_per_video: expected an integer >= 1 that divides "
+                            f"data_loader.train.batch_size ({bs}), got {per_video}")
+        source = ClipSource(vds, transform, clips_per_video=per_video, **common)
         n = len(source)
         shard_kw = {} if num_shards == 1 else {"num_shards": num_shards, "shard_id": shard_id}
         ds = msds.GeneratorDataset(source, column_names=TRAIN_COLUMNS,
                                    shuffle=True if shuffle is None else bool(shuffle),
                                    num_parallel_workers=workers,
                                    python_multiprocessing=multiproc, **shard_kw)
-        num_samples = math.ceil(n / num_shards)  # the distributed sampler pads shards equally
-        if num_samples < bs:
-            raise DataError(f"data_loader.train: {num_samples} samples per shard is less than one "
-                            f"batch of {bs} (drop_remainder)")
-        ds = ds.batch(bs, drop_remainder=True)
-        steps = num_samples // bs
+        videos = math.ceil(n / num_shards)  # the distributed sampler pads shards equally
+        per_batch = bs // per_video  # videos per batch: each gives clips_per_video clips
+        if videos < per_batch:
+            of = f" clips ({per_batch} videos x clips_per_video {per_video})" if per_video > 1 else ""
+            raise DataError(f"data_loader.train: {videos} samples per shard is less than one "
+                            f"batch of {bs}{of} (drop_remainder)")
+        if per_video == 1:
+            ds = ds.batch(bs, drop_remainder=True)
+        else:
+            ds = ds.batch(per_batch, drop_remainder=True, per_batch_map=_concat_clips,
+                          input_columns=TRAIN_COLUMNS)
+        steps = videos // per_batch
+        num_samples = videos * per_video  # clips per epoch and shard
     else:
         probe = ClipSource(vds, transform, **common)
         videos = range(shard_id, len(vds), num_shards)

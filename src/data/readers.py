@@ -2,7 +2,7 @@
 
     ClipReader               num_frames, fps (0.0: unknown), read(indices) -> (T, H, W, 3) uint8 RGB,
       |                      close(); a context manager. Every failure: VideoDecodeError(name, reason)
-      +- VideoFileReader     a video file: decord, PyAV the fallback (the backends: decode.py)
+      +- VideoFileReader     a video file: PyAV or decord, the other the fallback (decode.py)
       +- FrameFolderReader   a folder of JPEG frames named by a FrameTemplate ('img_{:05d}.jpg' from 1)
       +- MindRecordReader    one record of a pack_mindrecord file (concatenated JPEGs + offsets)
 

@@ -31,7 +31,10 @@ logger = logging.getLogger("src.engine")
 META_KEYS = ("epoch", "global_step", "best_top1", "config_yaml", "label_map_json")
 META_PREFIX = "meta."  # metadata entries are stored as meta.<key>, apart from parameter names
 SKIP_ON_SAVE = ("learning_rate",)  # the per-step LR array is rebuilt from the config
+STEP_PREFIX = "train_step."  # TrainStep's own state (train_step.PREFIX): loss scale, accumulation buffers
 EPOCH_RE = re.compile(r"(?:^|[-_])epoch(\d+)\.ckpt$")  # epoch0012.ckpt (older runs: x3d-epoch0012.ckpt)
+EMA_PREFIX = "ema."          # EMA shadow of parameter NAME: ema.NAME (src/engine/ema.py, train.ema)
+EMA_COUNTER = "ema_updates"  # the number of EMA updates (its warm-up reads it)
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -39,8 +42,10 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_checkpoint(cell: nn.Cell, path: str, *, epoch: int, global_step: int, best_top1: float = 0.0,
-                    config_yaml: str = "", class_names: Sequence[str] = ()) -> str:
+                    config_yaml: str = "", class_names: Sequence[str] = (),
+                    extra: Optional[Dict[str, Any]] = None) -> str:
     """Write ``cell``'s parameters plus metadata to ``path`` atomically (temp file, then rename).
+    ``extra``: more named tensors/parameters to store beside them (the EMA shadows, ``ModelEMA.state()``).
 
     Stale partial files in the folder are removed first (they may be what filled the disk); a
     full disk raises :class:`~src.outputs.NoSpaceError` naming the newest complete checkpoint."""
@@ -49,9 +54,11 @@ def save_checkpoint(cell: nn.Cell, path: str, *, epoch: int, global_step: int, b
     meta = {"epoch": int(epoch), "global_step": int(global_step), "best_top1": float(best_top1),
             "config_yaml": config_yaml, "label_map_json": json.dumps(list(class_names))}
 
+    appended = {**(extra or {}), **{META_PREFIX + k: v for k, v in meta.items()}}
+
     def write(tmp: str) -> None:  # tmp ends in .ckpt (MindSpore appends .ckpt to any other name)
         with _failed_save_log_muted():
-            ms.save_checkpoint(cell, tmp, append_dict={META_PREFIX + k: v for k, v in meta.items()},
+            ms.save_checkpoint(cell, tmp, append_dict=appended,
                                choice_func=lambda name: name not in SKIP_ON_SAVE)
 
     try:
@@ -177,7 +184,7 @@ def load_params(net: nn.Cell, params: Dict[str, Any], *, source: str, classifier
             mismatched.append(f"{name} {tuple(src.shape)} vs model {tuple(p.shape)}")
             continue
         to_load[name] = src
-    unexpected = [k for k in params if k not in own and not _is_optimizer_state(k)]
+    unexpected = [k for k in params if k not in own and not (_is_optimizer_state(k) or is_ema_key(k))]
     if mismatched or unexpected:
         parts = mismatched[:8] + [f"{k} (unexpected)" for k in unexpected[:8]]
         more = len(mismatched) + len(unexpected) - len(parts)
@@ -192,22 +199,43 @@ def load_params(net: nn.Cell, params: Dict[str, Any], *, source: str, classifier
 def _is_optimizer_state(name: str) -> bool:
     return name in ("global_step", "momentum", "learning_rate") or name.startswith(("accum.", "stat.", "moments.",
                                                                                      "moment1.", "moment2.", "beta1_power",
-                                                                                     "beta2_power"))
+                                                                                     "beta2_power", STEP_PREFIX))
 
 
-def restore_training_state(train_cell: nn.Cell, path: str) -> Dict[str, Any]:
-    """Load network and optimizer state saved by ``save_checkpoint``; returns its metadata."""
+def is_ema_key(name: str) -> bool:
+    """An EMA entry of a training checkpoint (a shadow weight or the update count)."""
+    return name.startswith(EMA_PREFIX) or name == EMA_COUNTER
+
+
+def ema_weights(params: Dict[str, Any], *, source: str) -> Dict[str, Any]:
+    """The EMA weights of checkpoint ``params`` under the network's own names (``ema.NAME`` ->
+    ``NAME``), for evaluation/inference with ``--ema``; one-line error when there are none."""
+    shadows = {k[len(EMA_PREFIX):]: v for k, v in params.items() if k.startswith(EMA_PREFIX)}
+    if not shadows:
+        raise CheckpointError(f"{source}: has no EMA weights (no '{EMA_PREFIX}*' entries: trained with "
+                              f"train.ema=false, or not a training checkpoint); run without --ema")
+    return shadows
+
+
+def restore_training_state(train_cell: nn.Cell, path: str, *, ema: Optional[nn.Cell] = None) -> Dict[str, Any]:
+    """Load network and optimizer state saved by ``save_checkpoint``; returns its metadata.
+    ``ema`` (a :class:`~src.engine.ema.ModelEMA`): its shadows too; ``meta["ema_restored"]`` says
+    whether the checkpoint had them (if not, they restart from the restored weights)."""
     params, meta = read_checkpoint(path)
     if "epoch" not in meta:
         raise CheckpointError(f"{path}: has no training state (epoch/global_step); use --pretrained for weights")
     own = {p.name for p in train_cell.get_parameters()} - set(SKIP_ON_SAVE)
-    missing = sorted(own - set(params))
+    # the train step's own state (loss scale, accumulation buffers) may be absent: a run that turned
+    # loss scaling or accumulation on after the checkpoint starts them afresh
+    missing = sorted(n for n in own - set(params) if not n.startswith(STEP_PREFIX))
     if missing:
         raise CheckpointError(f"{path}: cannot resume, {len(missing)} parameters missing: {', '.join(missing[:8])}")
     with mindspore_warnings_off():  # it would warn about the skipped learning rate; we check below
         not_loaded, _ = ms.load_param_into_net(train_cell, params, strict_load=True)
-    not_loaded = [n for n in not_loaded if n not in SKIP_ON_SAVE]
+    not_loaded = [n for n in not_loaded if n not in SKIP_ON_SAVE and not n.startswith(STEP_PREFIX)]
     if not_loaded:
         raise CheckpointError(f"{path}: cannot resume, not loaded: {', '.join(not_loaded[:8])}")
+    if ema is not None:
+        meta["ema_restored"] = ema.load_state(params, source=path)
     return meta
 

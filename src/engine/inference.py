@@ -30,7 +30,7 @@ from mindspore import Tensor, nn
 from ..config.geometry import DataConfig, resolve_data_config
 from ..errors import UserError
 from ..models import kernels
-from .checkpoint import load_params, read_checkpoint
+from .checkpoint import ema_weights, load_params, read_checkpoint
 
 METADATA_KEY = "video_classifier"  # MINDIR user_info / ONNX metadata_props key of export_metadata()
 METADATA_VERSION = 1
@@ -113,7 +113,7 @@ def build_eval_net(model_cfg: Any, params: Optional[Dict[str, Any]] = None, *, s
 def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Optional[str] = None,
                          fold_bn: Optional[bool] = None, batch_size: Optional[int] = None,
                          impls: Optional[Dict[str, str]] = None, section: str = "infer",
-                         config_data: bool = True) -> InferenceModel:
+                         config_data: bool = True, ema: bool = False) -> InferenceModel:
     """The network of ``cfg.model`` with the weights of ``ckpt``, or the graph of ``mindir``.
 
     ``fold_bn`` defaults to ``cfg.infer.fold_bn``; ``batch_size`` to ``cfg.infer.batch_size`` (a
@@ -122,7 +122,8 @@ def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Option
     metadata when it has some, else ``cfg.model``'s) with ``cfg``'s values (views of ``section``)
     over it; ``config_data=False`` (a MINDIR used without a config of its own) takes the file's
     metadata alone. A MINDIR exported for another clip shape than that is refused in one line
-    before it is loaded.
+    before it is loaded. ``ema``: the EMA weights of a training checkpoint (``ema.*``, train.ema)
+    instead of its raw ones; one-line error when it has none, or with a MINDIR.
     """
     if (ckpt is None) == (mindir is None):
         raise UserError("give exactly one of a checkpoint (--ckpt) or a MINDIR file (--mindir)")
@@ -130,6 +131,8 @@ def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Option
     fold = bool(infer.get("fold_bn", True)) if fold_bn is None else bool(fold_bn)
     bs = max(1, int(batch_size or infer.get("batch_size", 1)))
     if mindir is not None:
+        if ema:
+            raise UserError(f"{mindir}: --ema needs a training checkpoint (--ckpt); a MINDIR holds one set of weights")
         if not os.path.isfile(mindir):
             raise UserError(f"{mindir}: MINDIR file not found")
         missing = [lib for lib in kernels.libraries_in_graph(mindir) if not os.path.isfile(lib)]
@@ -156,6 +159,8 @@ def load_inference_model(cfg: Any, *, ckpt: Optional[str] = None, mindir: Option
         return InferenceModel(net=net, weights=mindir, kind="mindir", num_classes=num_classes, batch_size=bs,
                               class_names=names, meta=meta or {}, eval_output=data.eval_output, data_config=data)
     params, meta = read_checkpoint(ckpt)
+    if ema:
+        params = ema_weights(params, source=ckpt)
     net = build_eval_net(cfg["model"], params, source=ckpt, fold_bn=fold, impls=impls)
     data = resolve_data_config(net, cfg, section=section)
     return InferenceModel(net=net, weights=ckpt, kind="checkpoint", num_classes=int(cfg["model"]["num_classes"]),

@@ -126,13 +126,14 @@ class VideoPredictor:
     """
 
     def __init__(self, cfg: Any, *, ckpt: Optional[str] = None, mindir: Optional[str] = None,
-                 label_map: Optional[str] = None, config_data: bool = True) -> None:
+                 label_map: Optional[str] = None, config_data: bool = True, ema: bool = False) -> None:
         self.cfg = cfg
         self.num_clips = int(cfg.infer.num_clips)
         self.num_crops = int(cfg.infer.num_crops)
         # one fixed batch shape -> one graph compilation per predictor
         batch = max(1, min(int(cfg.infer.batch_size), self.num_clips * self.num_crops))
-        self.model = load_inference_model(cfg, ckpt=ckpt, mindir=mindir, batch_size=batch, config_data=config_data)
+        self.model = load_inference_model(cfg, ckpt=ckpt, mindir=mindir, batch_size=batch, config_data=config_data,
+                                          ema=ema)  # ema: the checkpoint's EMA weights (infer.py --ema)
         self.net, self.weights, self.batch_size = self.model.net, self.model.weights, self.model.batch_size
         self.data = data = self.model.data_config
         self.num_frames = int(data.num_frames)

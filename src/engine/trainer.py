@@ -1,7 +1,8 @@
 """The training loop and its callbacks.
 
-``fit`` runs a graph-mode ``TrainOneStepCell`` (forward, backward, gradient mean across devices in
-data-parallel runs, optimizer update) over the train loader, and hands every step and epoch to a
+``fit`` runs the graph-mode ``TrainStep`` (``train_step.py``: forward, backward, gradient mean
+across devices in data-parallel runs, optional loss scaling, clipping and accumulation, optimizer
+update) over the train loader, and hands every step and epoch to a
 list of callbacks: logging/progress, NaN guard, validation (with optional precise BN),
 checkpointing and the metrics file/plot. Only rank 0 gets the callbacks that write.
 """
@@ -25,6 +26,7 @@ from ..errors import UserError
 from ..outputs import append_text, atomic_write, trim_partial_line
 from .checkpoint import prune_checkpoints, save_checkpoint
 from .evaluate import evaluate
+from .train_step import TrainStep  # noqa: F401  (re-exported: the cell train.py and the benchmarks run)
 
 logger = logging.getLogger("src.engine")
 
@@ -47,6 +49,11 @@ class TrainState:
     last_val: Dict[str, float] = field(default_factory=dict)
     epoch_losses: List[float] = field(default_factory=list)
     last_checkpoint: Optional[str] = None
+    # updates actually applied (global_step counts optimizer steps, including those a gradient
+    # overflow skipped; equal without loss scaling); a callback sees it advance in on_step_end
+    optimizer_steps: int = 0
+    skipped_steps: int = 0                # updates skipped on a gradient overflow (loss scaling)
+    loss_scale: Optional[float] = None    # the current loss scale (None: no loss scaling)
 
 
 class Callback:
@@ -57,20 +64,18 @@ class Callback:
     def on_train_end(self, state: TrainState) -> None: ...
 
 
-# ----------------------------------------------------------------------------------- cells
-class TrainStep(nn.TrainOneStepCell):
-    """Forward + backward + (data-parallel gradient mean) + update; returns the loss."""
-
-    def __init__(self, net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer) -> None:
-        super().__init__(nn.WithLossCell(net, loss_fn), optimizer)
-        self.net = net
-
-
 # ----------------------------------------------------------------------------------- loop
 def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndarray, *,
         callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0) -> TrainState:
     """Train from ``state.epoch`` to ``state.epochs``. Each epoch's shuffle is seeded by
-    ``seed + epoch``, so a resumed run sees the same batches an uninterrupted one would."""
+    ``seed + epoch``, so a resumed run sees the same batches an uninterrupted one would.
+
+    ``state.steps_per_epoch`` counts optimizer steps; each is ``step_cell.accumulate_steps``
+    (k) micro-batches, so an epoch reads ``k * steps_per_epoch`` batches and ends with the
+    accumulation buffers empty. Callbacks see one ``on_step_end`` per optimizer step, with the
+    mean loss of its k micro-batches and their summed time."""
+    k = int(getattr(step_cell, "accumulate_steps", 1))
+    scaled = getattr(step_cell, "scaling", False)
     for cb in callbacks:
         cb.on_train_begin(state)
     while state.epoch < state.epochs:
@@ -82,21 +87,32 @@ def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndar
         for cb in callbacks:
             cb.on_epoch_begin(state)
         batches = stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader)  # a data stop: one line
+        micro_losses: List[float] = []
+        dt = 0.0
         for i, (video, label) in enumerate(batches):
-            if i >= state.steps_per_epoch:
+            if i >= state.steps_per_epoch * k:
                 break
             t0 = time.perf_counter()
             lr = float(lr_values[min(state.global_step, len(lr_values) - 1)])
-            loss = float(step_cell(video, label).asnumpy())
-            dt = time.perf_counter() - t0
+            micro_losses.append(float(step_cell(video, label).asnumpy()))
+            dt += time.perf_counter() - t0
+            if len(micro_losses) < k:
+                continue
+            loss = float(np.mean(micro_losses)) if k > 1 else micro_losses[0]
+            micro_losses = []
             state.global_step += 1
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss is {loss} at epoch {state.epoch + 1}, step {state.global_step}; stopping. "
                     f"Last good checkpoint: {state.last_checkpoint or 'none saved yet'}")
+            if scaled:
+                state.skipped_steps = step_cell.skipped_updates()
+                state.loss_scale = step_cell.current_loss_scale()
+            state.optimizer_steps = state.global_step - state.skipped_steps
             state.epoch_losses.append(loss)
             for cb in callbacks:
                 cb.on_step_end(state, loss, lr, dt)
+            dt = 0.0
         state.epoch += 1
         for cb in callbacks:
             cb.on_epoch_end(state)
@@ -147,6 +163,10 @@ class ProgressLogger(Callback):
         self.log_file = log_file
         self.bar = None
         self.times: List[float] = []
+        self.skipped = 0
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.skipped = state.skipped_steps  # a resumed run: the skips before it were logged then
 
     def log(self, text: str) -> None:
         if self.quiet:
@@ -176,9 +196,15 @@ class ProgressLogger(Callback):
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{clips:.1f}")
         step_in_epoch = len(state.epoch_losses)
+        if state.skipped_steps > self.skipped:
+            self.log(f"epoch {state.epoch + 1}/{state.epochs} step {step_in_epoch} (global {state.global_step}): "
+                     f"gradient overflow, update skipped; loss scale now {state.loss_scale:g}")
+            self.skipped = state.skipped_steps
         if step_in_epoch % self.log_interval == 0 or step_in_epoch == state.steps_per_epoch:
+            scale = (f" loss scale {state.loss_scale:g} ({state.skipped_steps} skipped on overflow)"
+                     if state.loss_scale is not None else "")
             self.log(f"epoch {state.epoch + 1}/{state.epochs} step {step_in_epoch}/{state.steps_per_epoch} "
-                     f"(global {state.global_step}) loss {loss:.4f} lr {lr:.6f} {clips:.1f} clips/s "
+                     f"(global {state.global_step}) loss {loss:.4f} lr {lr:.6f}{scale} {clips:.1f} clips/s "
                      f"eta {_hms(remaining * per_step)}")
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -189,6 +215,8 @@ class ProgressLogger(Callback):
         val = state.last_val
         val_text = (f", val top-1 {100 * val['top1']:.2f}% top-5 {100 * val['top5']:.2f}%"
                     if val.get("epoch") == state.epoch else "")
+        if val_text and "ema_top1" in val:
+            val_text += f" (EMA top-1 {100 * val['ema_top1']:.2f}% top-5 {100 * val['ema_top5']:.2f}%)"
         self.log(f"epoch {state.epoch}/{state.epochs} done in {_hms(time.perf_counter() - self.epoch_start)}: "
                  f"train loss {mean_loss:.4f}{val_text}; {self.loader.summary()}")
 
@@ -239,10 +267,13 @@ class PreciseBN(Callback):
 
 
 class Validation(Callback):
-    """Single-view validation every ``interval`` epochs (and after the last); runs after PreciseBN."""
+    """Single-view validation every ``interval`` epochs (and after the last); runs after PreciseBN.
+    With ``ema`` (a :class:`~src.engine.ema.ModelEMA` of ``net``) the EMA weights are evaluated
+    too, swapped into ``net`` and back (raw weights restored bit for bit): ``ema_top1``, ``ema_top5``,
+    ``ema_mean_class_accuracy`` in ``state.last_val``."""
 
-    def __init__(self, net: nn.Cell, loader: Any, *, interval: int, finetune: str, log) -> None:
-        self.net, self.loader = net, loader
+    def __init__(self, net: nn.Cell, loader: Any, *, interval: int, finetune: str, log, ema: Any = None) -> None:
+        self.net, self.loader, self.ema = net, loader, ema
         self.interval = int(interval)
         self.finetune = finetune
         self.log = log
@@ -255,30 +286,39 @@ class Validation(Callback):
         state.last_val = {"epoch": state.epoch, "top1": m["top1"], "top5": m["top5"],
                           "mean_class_accuracy": m["mean_class_accuracy"], "num_videos": m["num_videos"],
                           "seconds": time.perf_counter() - t0}
+        if self.ema is not None:
+            with self.ema.swapped_in():
+                e = evaluate(self.net, self.loader)
+            state.last_val.update({f"ema_{k}": e[k] for k in ("top1", "top5", "mean_class_accuracy")})
         self.net.train_mode(self.finetune)
 
 
 class CheckpointSaver(Callback):
     """``epochNNNN.ckpt`` every ``interval`` epochs (newest ``keep`` kept), ``last.ckpt`` every
-    epoch, ``best.ckpt`` on a new best validation top-1; all written atomically."""
+    epoch, ``best.ckpt`` on a new best validation top-1; all written atomically. With ``ema`` (a
+    :class:`~src.engine.ema.ModelEMA`) every checkpoint also holds its shadows (``ema.*``) and the
+    EMA top-1 (``ema_top1`` of the validation) decides the best, as mindcv validates EMA weights."""
 
     def __init__(self, step_cell: TrainStep, directory: str, *, interval: int, keep: int, config_yaml: str,
-                 class_names: Sequence[str], log) -> None:
-        self.cell, self.dir = step_cell, directory
+                 class_names: Sequence[str], log, ema: Any = None) -> None:
+        self.cell, self.dir, self.ema = step_cell, directory, ema
         self.interval, self.keep = max(1, int(interval)), int(keep)
         self.config_yaml, self.class_names, self.log = config_yaml, list(class_names), log
 
     def _save(self, name: str, state: TrainState) -> str:
         return save_checkpoint(self.cell, os.path.join(self.dir, name), epoch=state.epoch,
                                global_step=state.global_step, best_top1=max(state.best_top1, 0.0),
-                               config_yaml=self.config_yaml, class_names=self.class_names)
+                               config_yaml=self.config_yaml, class_names=self.class_names,
+                               extra=self.ema.state() if self.ema is not None else None)
 
     def on_epoch_end(self, state: TrainState) -> None:
         val = state.last_val
-        if val.get("epoch") == state.epoch and val["top1"] > state.best_top1:
-            state.best_top1 = val["top1"]
+        key = "ema_top1" if self.ema is not None and "ema_top1" in val else "top1"
+        if val.get("epoch") == state.epoch and val[key] > state.best_top1:
+            state.best_top1 = val[key]
             self._save("best.ckpt", state)
-            self.log(f"new best val top-1 {100 * val['top1']:.2f}% -> {os.path.join(self.dir, 'best.ckpt')}")
+            which = "EMA " if key == "ema_top1" else ""
+            self.log(f"new best {which}val top-1 {100 * val[key]:.2f}% -> {os.path.join(self.dir, 'best.ckpt')}")
         if checkpoint_due(state.epoch, state.epochs, self.interval):
             self._save(f"epoch{state.epoch:04d}.ckpt", state)
             prune_checkpoints(self.dir, self.keep)
@@ -300,13 +340,20 @@ class MetricsWriter(Callback):
 
     def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None:
         if len(state.epoch_losses) % self.log_interval == 0:
-            self._write({"kind": "step", "epoch": state.epoch + 1, "global_step": state.global_step,
-                         "loss": loss, "lr": lr, "clips_per_s": state.global_batch / max(step_time, 1e-9)})
+            rec = {"kind": "step", "epoch": state.epoch + 1, "global_step": state.global_step,
+                   "loss": loss, "lr": lr, "clips_per_s": state.global_batch / max(step_time, 1e-9)}
+            if state.loss_scale is not None:  # loss scaling: the scale and the updates skipped so far
+                rec.update(loss_scale=state.loss_scale, skipped_steps=state.skipped_steps,
+                           optimizer_steps=state.optimizer_steps)
+            self._write(rec)
 
     def on_epoch_end(self, state: TrainState) -> None:
         rec: Dict[str, Any] = {"kind": "epoch", "epoch": state.epoch, "global_step": state.global_step,
                                "train_loss": float(np.mean(state.epoch_losses)) if state.epoch_losses else None,
                                "elapsed_s": round(time.time() - self.t0, 2)}
+        if state.loss_scale is not None:
+            rec.update(loss_scale=state.loss_scale, skipped_steps=state.skipped_steps,
+                       optimizer_steps=state.optimizer_steps)
         if state.last_val.get("epoch") == state.epoch:
             rec.update({f"val_{k}": v for k, v in state.last_val.items() if k != "epoch"})
         self._write(rec)
@@ -337,6 +384,9 @@ def plot_curves(metrics_path: str, png_path: str) -> None:
     val = [r for r in epochs if "val_top1" in r]
     axes[2].plot([r["epoch"] for r in val], [100 * r["val_top1"] for r in val], "o-", label="top-1")
     axes[2].plot([r["epoch"] for r in val], [100 * r["val_top5"] for r in val], "s--", label="top-5")
+    ema = [r for r in val if "val_ema_top1" in r]
+    if ema:
+        axes[2].plot([r["epoch"] for r in ema], [100 * r["val_ema_top1"] for r in ema], "^-", label="EMA top-1")
     axes[2].set(title="validation accuracy (%)", xlabel="epoch", ylim=(0, 100))
     axes[2].legend()
     fig.tight_layout()

@@ -168,15 +168,35 @@ def register_model(cfg: PretrainedCfg, *, signature_of: Optional[Any] = None,
     the eval output logits).
     """
     def deco(fn):
+        import inspect
         if signature_of is not None:
-            import inspect
             fn.__signature__ = inspect.signature(signature_of)
-        MODELS.register(fn.__name__, fn)
+        MODELS.register(fn.__name__, _with_norm(fn))
         PRETRAINED_CFGS[fn.__name__] = cfg
         if record_updates is not None:
             RECORD_UPDATES[fn.__name__] = record_updates
         return fn
     return deco
+
+
+def _with_norm(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The registered builder: ``fn`` plus the ``norm`` keyword every family takes (``model.norm``:
+    ``bn`` or ``syncbn``, see ``layers/norm.py``); its BatchNorms are built inside ``use_norm``."""
+    import functools
+    import inspect
+    from .layers.norm import use_norm
+
+    @functools.wraps(fn)
+    def build(*args: Any, norm: str = "bn", **kwargs: Any) -> Any:
+        with use_norm(norm):
+            return fn(*args, **kwargs)
+
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter("norm", inspect.Parameter.KEYWORD_ONLY, default="bn", annotation=str)
+    at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+    build.__signature__ = sig.replace(parameters=params[:at] + [extra] + params[at:])
+    return build
 
 
 def resolve_pretrained_cfg(name: str, model_kwargs: Optional[Dict[str, Any]] = None) -> PretrainedCfg:

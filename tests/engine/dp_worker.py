@@ -1,7 +1,9 @@
 """msrun worker for the data-parallel test: the training engine's pieces, N steps, then this rank's
 initial and final trainable parameters saved to OUT/rank{R}_{init,final}.npz.
 
-    msrun --worker_num=2 --local_worker_num=2 ... tests/engine/dp_worker.py CONFIG OUT STEPS
+    msrun --worker_num=2 --local_worker_num=2 ... tests/engine/dp_worker.py CONFIG OUT STEPS [K]
+
+K: train.accumulate_steps (default 1); STEPS counts optimizer steps (K batches each).
 """
 import os
 import sys
@@ -17,7 +19,7 @@ from src.models import build_model  # noqa: E402
 from src.registry import LOSSES, OPTIMIZERS, build_from_cfg  # noqa: E402
 
 
-def main(cfg_path: str, out: str, steps: int) -> None:
+def main(cfg_path: str, out: str, steps: int, k: int = 1) -> None:
     cfg = load_config(cfg_path)
     init_context(cfg.context)
     rank, group = init_distributed()
@@ -29,14 +31,14 @@ def main(cfg_path: str, out: str, steps: int) -> None:
     np.savez(os.path.join(out, f"rank{rank}_init.npz"), **params())
     opt = build_from_cfg(cfg.optimizer, OPTIMIZERS, params=net.trainable_params(),
                          learning_rate=np.full(steps, 0.05, np.float32))
-    step = TrainStep(net, build_from_cfg(cfg.loss, LOSSES), opt)
+    step = TrainStep(net, build_from_cfg(cfg.loss, LOSSES), opt, accumulate_steps=k)
     step.set_train(True)
     for i, (video, label) in enumerate(loader.dataset.create_tuple_iterator(num_epochs=1)):
-        if i >= steps:
+        if i >= steps * k:
             break
         step(video, label)
     np.savez(os.path.join(out, f"rank{rank}_final.npz"), **params())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))

@@ -13,7 +13,7 @@ formulations and frameworks) and pick a formulation per device::
     spatial.py       SpatialConv3d: the X3D stem's (1, kH, kW) convolution (+ im2col)
     channelwise.py   ChannelwiseConv3d: depthwise convolution (native, banded, cpp)
     pointwise.py     PointwiseConv3d: 1x1x1 convolution with the fused C++ inference pass (cpp)
-    norm.py          BatchNorm3d
+    norm.py          BatchNorm3d, use_norm (model.norm: bn | syncbn)
     activation.py    Swish
     pool.py          global_avg_pool, avg_pool_head
     params.py        kaiming_fan_out, the folded-BatchNorm bias of the convolutions
@@ -25,7 +25,7 @@ from .activation import Swish
 from .channelwise import ChannelwiseConv3d
 from .conv import Conv3d
 from .params import kaiming_fan_out
-from .norm import BatchNorm3d
+from .norm import NORMS, BatchNorm3d, sync_group, use_norm
 from .pointwise import PointwiseConv3d
 from .policy import (CHANNELWISE_IMPLS, DEPRECATED_ALIASES, DIRECT_MAX_IN, GROUPED_IMPLS, IMPLS, POINTWISE_IMPLS,
                      SPATIAL_IMPLS, accepted_names, canonical_impl, default_impl, device_target, resolve_grouped_impl,
@@ -38,4 +38,4 @@ __all__ = ["BatchNorm3d", "ChannelwiseConv3d", "Conv3d", "PointwiseConv3d", "Spa
            "avg_pool_head", "global_avg_pool", "kaiming_fan_out", "ceil_div", "conv_out_size", "conv_out_dims",
            "IntOr3", "Triple", "IMPLS", "DEPRECATED_ALIASES", "CHANNELWISE_IMPLS", "SPATIAL_IMPLS", "GROUPED_IMPLS",
            "POINTWISE_IMPLS", "DIRECT_MAX_IN", "accepted_names", "canonical_impl", "default_impl", "device_target",
-           "resolve_grouped_impl", "resolve_impl", "set_default_impl", "use_impl"]
+           "resolve_grouped_impl", "resolve_impl", "set_default_impl", "use_impl", "NORMS", "sync_group", "use_norm"]

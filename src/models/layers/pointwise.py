@@ -80,9 +80,12 @@ class PointwiseConv3d(nn.Cell):
             x = x * ops.sigmoid(x)
         if self.subsample:
             x = strided_positions(x, self.stride)
-        y = self.conv(x, self.weight)
+        # called as a method (not through the cell) under mixed precision, x may be float16 while
+        # the weights are float32 master copies: compute in x's type (a no-op in float32)
+        weight = self.weight if x.dtype == self.weight.dtype else self.weight.astype(x.dtype)
+        y = self.conv(x, weight)
         if self.bias is not None:
-            y = ops.bias_add(y, self.bias)
+            y = ops.bias_add(y, self.bias if y.dtype == self.bias.dtype else self.bias.astype(y.dtype))
         if residual is not None:
             y = y + residual
         if relu:
