@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import mindspore as ms  # noqa: F401  (before src.data: decord must load after MindSpore)
     from src.context import init_context, init_distributed
     from src.data import create_loader
+    from src.engine.sink import plan_sink
     from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
     from src.engine.trainer import (CheckpointSaver, MetricsWriter, PreciseBN, ProgressLogger, TrainState,
                                     TrainStep, Validation, fit)
@@ -113,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
     if tc.ema and main_rank:
         from src.engine.ema import EMA, ModelEMA
         ema = ModelEMA(net, decay=tc.ema_decay, warmup=tc.ema_warmup)
+
+    # sink mode: CPU (and PyNative) cannot sink; one notice, then the plain loop (src/engine/sink.py)
+    sink = plan_sink(tc.sink_mode, tc.sink_size, device, steps, mode=cfg.context.mode)
+    if sink.notice:
+        say(sink.notice)
+    if sink.enabled:
+        raise ConfigError(f"train.sink_mode: the sunk loop (src/engine/sink.py) is not yet part of fit on {device} "
+                          f"(issue #23); set train.sink_mode=false")
 
     state = TrainState(epochs=tc.epochs, steps_per_epoch=steps, global_batch=global_batch)
     resume = find_resume_checkpoint(out) if tc.resume == "auto" else tc.resume

@@ -48,3 +48,20 @@ def test_bad_files_raise_one_line_errors(tmp_path, videos):
     assert check_video(videos["mp4"], min_frames=20) is None
     with pytest.raises(VideoDecodeError, match="out of range"):
         read_frames(videos["mp4"], [20])
+
+
+def test_pyav_and_decord_give_identical_pixels_so_the_default_decoder_changes_no_input():
+    """The default decoder moved from decord to PyAV: every family's network must still see the
+    same pixels. decord (its own FFmpeg build and YUV->RGB path) is the independent reference,
+    on an x264 stream with B-frames and sparse, out-of-order indices."""
+    import tempfile, os
+    from src.tools.make_demo_data import encode_mp4, render_video
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "v.mp4")
+        encode_mp4(path, render_video(0, np.random.default_rng(0), 64, 96, 40))
+        idx = [26, 0, 5, 13, 39, 13]
+        with VideoReader(path, "decord") as a, VideoReader(path, "pyav") as b:
+            fa, fb = a.get_frames(idx), b.get_frames(idx)
+    assert fa.shape == fb.shape == (6, 64, 96, 3)
+    np.testing.assert_array_equal(fa, fb)

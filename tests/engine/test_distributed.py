@@ -33,53 +33,62 @@ def data(tmp_path_factory):
     return make_tiny_dataset(str(tmp_path_factory.mktemp("dp")), num_classes=3, per_class=4)
 
 
-def test_two_ranks_match_each_other_and_a_single_process_gradient_mean(data, tmp_path):
-    cfg_path = tiny_config(str(tmp_path / "cfg.yaml"), data)
+def _run_dp_worker(cfg_path: str, tmp_path, steps: int, k: int = 1):
+    """tests/engine/dp_worker.py on 2 msrun ranks; (final weights of both ranks, initial weights)."""
     out = str(tmp_path / "dp")
     os.makedirs(out)
     r = subprocess.run(["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
                         "--join=True", f"--log_dir={tmp_path / 'logs'}", "tests/engine/dp_worker.py", cfg_path, out,
-                        str(STEPS)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                        str(steps), str(k)], cwd=REPO, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, VIDEO_ZOO_LOCAL_WORKERS="2"))
     logs = "".join(open(tmp_path / "logs" / f).read()[-1500:] for f in os.listdir(tmp_path / "logs"))
     assert r.returncode == 0, logs
-    final = [dict(np.load(os.path.join(out, f"rank{k}_final.npz"))) for k in (0, 1)]
-    init = dict(np.load(os.path.join(out, "rank0_init.npz")))
-    assert final[0].keys() == final[1].keys()
-    for name in final[0]:
-        np.testing.assert_array_equal(final[0][name], final[1][name], err_msg=name)  # ranks identical
-    assert any(not np.array_equal(final[0][n], init[n]) for n in init)  # and they did train
+    final = [dict(np.load(os.path.join(out, f"rank{r_}_final.npz"))) for r_ in (0, 1)]
+    return final, dict(np.load(os.path.join(out, "rank0_init.npz")))
 
-    # single process: same initial weights, each step averages the gradients of the two shards' batches
+
+def _assert_single_process_mean_matches(cfg_path: str, tmp_path, init, rank0, steps: int, k: int = 1) -> None:
+    """One process from the same initial weights: each update applies the mean of the gradients of
+    the two shards' ``k`` micro-batches. Float32 sums in another order (all-reduce; MindSpore's and
+    the C++ kernels' reductions split by thread count, 1 per rank here against 2 in this process),
+    grown through a few momentum steps and train-mode BatchNorms over 2-clip batches: up to ~6e-5
+    measured. Bounded by 1 % of how far each parameter moved (floor 5e-5): a wrong gradient mean
+    (summed, one shard only) would be off by half or more of the movement."""
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = load_config(cfg_path)
-    shards = [list(create_loader(cfg, "train", num_shards=2, shard_id=k, output_dir=str(tmp_path / f"s{k}"),
-                                 shuffle=False).dataset.create_tuple_iterator(num_epochs=1))[:STEPS] for k in (0, 1)]
+    shards = [list(create_loader(cfg, "train", num_shards=2, shard_id=s, output_dir=str(tmp_path / f"s{s}"),
+                                 shuffle=False).dataset.create_tuple_iterator(num_epochs=1))[:steps * k]
+              for s in (0, 1)]
     net = build_model(cfg.model)
     for p in net.trainable_params():
         p.set_data(Tensor(init[p.name]))
     loss_fn = build_from_cfg(cfg.loss, LOSSES)
     opt = build_from_cfg(cfg.optimizer, OPTIMIZERS, params=net.trainable_params(),
-                         learning_rate=np.full(STEPS, 0.05, np.float32))
+                         learning_rate=np.full(steps, 0.05, np.float32))
 
     def forward(video, label):
         return loss_fn(net(video), label)
 
     grad_fn = ms.jit(ms.value_and_grad(forward, None, opt.parameters))
     net.set_train(True)
-    for step in range(STEPS):
-        (_, g0), (_, g1) = (grad_fn(*shards[k][step]) for k in (0, 1))
-        opt(tuple((a + b) / 2 for a, b in zip(g0, g1)))
-    # float32 sums in another order (all-reduce; MindSpore's and the C++ kernels' reductions split
-    # by thread count, 1 per rank here against 2 in this process), grown through a few momentum
-    # steps and train-mode BatchNorms over 2-clip batches: up to ~6e-5 measured. Bounded by 1 % of
-    # how far each parameter moved (floor 5e-5): a wrong gradient mean (summed, one shard only)
-    # would be off by half or more of the movement.
+    for step in range(steps):
+        gs = [grad_fn(*shards[s][step * k + m])[1] for s in (0, 1) for m in range(k)]
+        opt(tuple(sum(g) / len(gs) for g in zip(*gs)))
     for p in net.trainable_params():
         single = p.asnumpy()
         moved = float(np.abs(single - init[p.name]).max())
-        np.testing.assert_allclose(final[0][p.name], single, rtol=0, atol=max(5e-5, 0.01 * moved),
+        np.testing.assert_allclose(rank0[p.name], single, rtol=0, atol=max(5e-5, 0.01 * moved),
                                    err_msg=f"{p.name} (moved {moved:.3g})")
+
+
+def test_two_ranks_match_each_other_and_a_single_process_gradient_mean(data, tmp_path):
+    cfg_path = tiny_config(str(tmp_path / "cfg.yaml"), data)
+    final, init = _run_dp_worker(cfg_path, tmp_path, STEPS)
+    assert final[0].keys() == final[1].keys()
+    for name in final[0]:
+        np.testing.assert_array_equal(final[0][name], final[1][name], err_msg=name)  # ranks identical
+    assert any(not np.array_equal(final[0][n], init[n]) for n in init)  # and they did train
+    _assert_single_process_mean_matches(cfg_path, tmp_path, init, final[0], STEPS)
 
 
 def _launch(cfg_path: str, data: str, workers: int, out, logs, *overrides: str, **env) -> subprocess.Popen:
@@ -264,41 +273,7 @@ def test_gradient_accumulation_under_msrun_means_once_per_optimizer_step(data, t
     identical and equal to a single process that averages the 4 gradients of each update."""
     k, steps = 2, 3
     cfg_path = tiny_config(str(tmp_path / "cfg.yaml"), data, batch_size=1)
-    out = str(tmp_path / "dp")
-    os.makedirs(out)
-    r = subprocess.run(["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
-                        "--join=True", f"--log_dir={tmp_path / 'logs'}", "tests/engine/dp_worker.py", cfg_path, out,
-                        str(steps), str(k)], cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, VIDEO_ZOO_LOCAL_WORKERS="2"))
-    logs = "".join(open(tmp_path / "logs" / f).read()[-1500:] for f in os.listdir(tmp_path / "logs"))
-    assert r.returncode == 0, logs
-    final = [dict(np.load(os.path.join(out, f"rank{r_}_final.npz"))) for r_ in (0, 1)]
-    init = dict(np.load(os.path.join(out, "rank0_init.npz")))
+    final, init = _run_dp_worker(cfg_path, tmp_path, steps, k)
     for name in final[0]:
         np.testing.assert_array_equal(final[0][name], final[1][name], err_msg=name)
-
-    ms.set_context(mode=ms.GRAPH_MODE)
-    cfg = load_config(cfg_path)
-    shards = [list(create_loader(cfg, "train", num_shards=2, shard_id=s, output_dir=str(tmp_path / f"s{s}"),
-                                 shuffle=False).dataset.create_tuple_iterator(num_epochs=1))[:steps * k]
-              for s in (0, 1)]
-    net = build_model(cfg.model)
-    for p in net.trainable_params():
-        p.set_data(Tensor(init[p.name]))
-    loss_fn = build_from_cfg(cfg.loss, LOSSES)
-    opt = build_from_cfg(cfg.optimizer, OPTIMIZERS, params=net.trainable_params(),
-                         learning_rate=np.full(steps, 0.05, np.float32))
-
-    def forward(video, label):
-        return loss_fn(net(video), label)
-
-    grad_fn = ms.jit(ms.value_and_grad(forward, None, opt.parameters))
-    net.set_train(True)
-    for step in range(steps):
-        gs = [grad_fn(*shards[s][step * k + m])[1] for s in (0, 1) for m in range(k)]
-        opt(tuple(sum(g) / len(gs) for g in zip(*gs)))
-    for p in net.trainable_params():  # the bound of the test above (same causes of float differences)
-        single = p.asnumpy()
-        moved = float(np.abs(single - init[p.name]).max())
-        np.testing.assert_allclose(final[0][p.name], single, rtol=0, atol=max(5e-5, 0.01 * moved),
-                                   err_msg=f"{p.name} (moved {moved:.3g})")
+    _assert_single_process_mean_matches(cfg_path, tmp_path, init, final[0], steps, k)

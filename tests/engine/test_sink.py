@@ -1,6 +1,8 @@
 """Sink mode (``train.sink_mode``/``train.sink_size``): MindSpore 2.10 cannot sink on CPU (checked
 against MindSpore itself), so on CPU the plan is the plain loop with one notice; the sink size is
 a whole epoch or a divisor of it; GPU/Ascend in graph mode sink."""
+import os
+
 import numpy as np
 import pytest
 import mindspore as ms
@@ -71,3 +73,17 @@ def test_sink_keys_are_checked_config_keys():
     with pytest.raises(ConfigError) as e:
         load_config(demo, ["train.sink_size=-2"], resolve=False)
     assert str(e.value) == "train.sink_size: expected int >= -1, got -2 (from override 'train.sink_size=-2')"
+
+
+def test_train_py_with_sink_mode_on_cpu_prints_the_notice_once_and_trains(tmp_path):
+    """The notice reaches the user from train.py itself (not only from plan_sink), once, and the
+    run then trains with the plain loop to the end."""
+    from tests.helpers.training import make_tiny_dataset, run_py, tiny_config
+
+    data = make_tiny_dataset(str(tmp_path / "data"), num_classes=2, per_class=2)
+    cfg = tiny_config(str(tmp_path / "cfg.yaml"), data, num_classes=2, epochs=1)
+    r = run_py(["train.py", "--config", cfg, "--output", str(tmp_path / "out"), "train.sink_mode=true",
+                "train.eval_interval=0"])
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    assert r.stdout.count("train.sink_mode=true: not sinking on CPU") == 1
+    assert os.path.exists(tmp_path / "out" / "last.ckpt")
