@@ -15,6 +15,13 @@ OUT.mp4`` writes the whole video with the current window's top-k on every frame 
 the sampled frames with the top-1); with several videos, OUT without its extension is a folder
 with one file per video.
 
+A streamable (causal) model (MoViNet ``model.causal: true``) runs ``--window`` and ``--stream``
+one frame per step instead: every model frame (the record's rate, 5 fps for MoViNet) goes once
+through the network's stream step with its carried state, and each line/timeline entry is the
+probabilities of every frame since the last reset, reset every ``infer.stream_horizon`` model
+frames (null: the model's clip length; 0: never); the window and stride are then unused
+(``src/engine/stepping.py``, ``docs/streaming.md``).
+
 ``--stream SOURCE``: a camera (``/dev/video0`` or ``0``), an RTSP/HTTP URL, a file (played in
 real time unless ``--no-realtime``) or ``-`` (MPEG-TS/Matroska bytes on stdin). One line per
 window: its end time, top-k and the latency from its last frame to the printed line; frames are
@@ -178,18 +185,30 @@ def format_result(r: Dict[str, Any]) -> str:
     for rank, t in enumerate(r["topk"], 1):
         lines.append(f"  {rank}. {t['name']:<{width}}  {t['prob']:.4f}")
     if r.get("timeline"):
-        every = "" if r["stride_seconds"] == r["window_seconds"] else f" every {r['stride_seconds']:g} s"
-        lines.append(f"  timeline ({r['window_seconds']:g} s windows{every}):")
+        if r.get("per_frame"):
+            unit, units = "frames", "model frames"
+            lines.append(f"  timeline ({per_frame_header(format(r['model_fps'], 'g'), r['stream_horizon'])}; "
+                         f"each line: every frame since the last reset):")
+        else:
+            unit = units = "windows"
+            every = "" if r["stride_seconds"] == r["window_seconds"] else f" every {r['stride_seconds']:g} s"
+            lines.append(f"  timeline ({r['window_seconds']:g} s windows{every}):")
         for w in r["timeline"]:
             lines.append(f"    {w['start']:7.2f}-{w['end']:7.2f} s  {w['name']}  {w['prob']:.4f}")
         lines.append("  segments:")
         for g in r["segments"]:
             lines.append(f"    {g['start']:7.2f}-{g['end']:7.2f} s  {g['name']}  "
-                         f"({g['windows']} windows, mean {g['mean_prob']:.3f})")
+                         f"({g['windows']} {unit}, mean {g['mean_prob']:.3f})")
         st = r["stats"]
-        lines.append(f"  {st['windows']} windows, {st['frames']} frames decoded, "
+        lines.append(f"  {st['windows']} {units}, {st['frames']} frames decoded, "
                      f"{st['realtime_factor']:.2f}x real time")
     return "\n".join(lines)
+
+
+def per_frame_header(model_fps: str, horizon: int) -> str:
+    """How a streamable model runs: its frame rate and the state's reset horizon."""
+    reset = f"state reset every {horizon} frames" if horizon else "state never reset"
+    return f"one frame per step at {model_fps} fps, {reset}"
 
 
 def format_window(e: Dict[str, Any]) -> str:
@@ -248,8 +267,14 @@ def run_stream(args: argparse.Namespace, predictor: VideoPredictor, topk: int, w
     if stride > window + 1e-9:
         raise UserError(f"--stride {stride:g}: expected <= the window ({window:g} s)")
     drop = {"auto": None, "yes": True, "no": False}[args.drop]
-    print(f"stream {args.stream}: {window:g} s windows every {stride:g} s, "
-          f"{predictor.num_clips} clips x {predictor.num_crops} crops each", flush=True)
+    if predictor.streamable:  # a causal model: one frame per step with its state, no windows
+        rate = (f"{predictor.target_fps / predictor.sampling_rate:g}" if predictor.target_fps
+                else f"1/{predictor.sampling_rate:g} of the source's")
+        print(f"stream {args.stream}: {per_frame_header(rate, predictor.stream_horizon)} "
+              f"(each line: every frame since the last reset)", flush=True)
+    else:
+        print(f"stream {args.stream}: {window:g} s windows every {stride:g} s, "
+              f"{predictor.num_clips} clips x {predictor.num_crops} crops each", flush=True)
     timeline, stats, fps = predictor.stream(
         args.stream, window_seconds=window, stride_seconds=stride, topk=topk, smooth=args.smooth,
         threshold=args.threshold, on_window=lambda e: print(format_window(e), flush=True),
@@ -262,7 +287,9 @@ def run_stream(args: argparse.Namespace, predictor: VideoPredictor, topk: int, w
                                    "fps": fps, "class_names": predictor.names_source, "topk": topk,
                                    "window_seconds": window, "stride_seconds": stride, "smooth": args.smooth,
                                    "threshold": args.threshold, "timeline": timeline.entries,
-                                   "segments": timeline.segments(), "stats": stats.to_dict()})
+                                   "segments": timeline.segments(), "stats": stats.to_dict(),
+                                   **({"per_frame": True, "model_fps": round(predictor.model_fps_of(fps), 3),
+                                       "stream_horizon": predictor.stream_horizon} if predictor.streamable else {})})
     return 2 if stats.error else 0
 
 

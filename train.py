@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
     from src.engine.trainer import (CheckpointSaver, MetricsWriter, PreciseBN, ProgressLogger, TrainState,
                                     TrainStep, Validation, fit)
+    from src.data.multigrid import MultigridLoader
+    from src.engine.multigrid import MultigridMonitor, build_plan, enabled as multigrid_enabled
     from src.models import build_model, count_params
     from src.outputs import remove_partials
     from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
@@ -99,6 +101,26 @@ def run(args: argparse.Namespace) -> int:
     global_batch = train_loader.batch_size * group * k  # clips per optimizer step (LR scaling reads it)
     lr_values = build_from_cfg(cfg.learning_rate, LR_SCHEDULES, where="learning_rate", epochs=tc.epochs,
                                steps_per_epoch=steps, global_batch_size=global_batch)
+    # ---- multigrid (train.multigrid; docs/training.md "Multigrid training"): the epochs, their shapes
+    # and the per-step LR come from the plan; precise BN keeps the default-shape loader
+    plan, plain_loader, epochs = None, train_loader, tc.epochs
+    if multigrid_enabled(cfg):
+        if k > 1:
+            raise ConfigError(f"train.multigrid: needs train.accumulate_steps=1, got {k}")
+        if any(type(c).__name__ == "FixedAvgPool" for _, c in net.cells_and_names()):
+            raise ConfigError(f"train.multigrid: {cfg.model.type} pools a window fixed for one clip size (its "
+                              f"reference's AvgPool3d); multigrid needs a head that pools the whole map (X3D)")
+        plan = build_plan(cfg, default_batch=train_loader.batch_size,
+                          samples_per_shard=len(train_loader.source) // group, max_steps_per_epoch=tc.max_steps_per_epoch)
+        if min(c for _, _, c in plan.shapes()) < 32:
+            raise ConfigError(f"train.multigrid: the schedule crops {min(c for _, _, c in plan.shapes())} px, but the "
+                              f"networks need crops >= 32; raise model.crop_size or train.multigrid.*_factors")
+        train_loader = MultigridLoader(plain_loader, plan, seed=cfg.context.seed, num_shards=group, shard_id=rank,
+                                       num_parallel_workers=cfg.data_loader.train.get("num_parallel_workers", 1))
+        lr_values = plan.learning_rates(lambda e, n: build_from_cfg(
+            cfg.learning_rate, LR_SCHEDULES, where="learning_rate", epochs=e, steps_per_epoch=n,
+            global_batch_size=global_batch), tc.epochs)
+        steps, epochs = plan.steps_in_epoch(0), plan.epochs
 
     # ---- optimizer
     params = net.trainable_for(tc.finetune)  # the model owns its freezing
@@ -119,15 +141,30 @@ def run(args: argparse.Namespace) -> int:
     sink = plan_sink(tc.sink_mode, tc.sink_size, device, steps, mode=cfg.context.mode)
     if sink.notice:
         say(sink.notice)
-    if sink.enabled:
-        raise ConfigError(f"train.sink_mode: the sunk loop (src/engine/sink.py) is not yet part of fit on {device} "
-                          f"(issue #23); set train.sink_mode=false")
+    sunk = None
+    if sink.enabled:  # GPU/Ascend, graph mode: sink.size optimizer steps per device call
+        if ema is not None and sink.size > 1:
+            raise ConfigError(f"train.ema: the EMA is updated after every optimizer step, a sunk call runs "
+                              f"{sink.size}; set train.sink_size=1 or train.sink_mode=false")
+        if plan is not None:
+            raise ConfigError("train.sink_mode: multigrid changes the batch shape between steps, a sunk loop "
+                              "cannot; set train.sink_mode=false")
+        from src.engine.sink import SunkStep
+        sunk = SunkStep(step_cell, train_loader.dataset, sink.size, accumulate_steps=k,
+                        jit_level=ms.get_context("jit_level") or None, mode=cfg.context.mode)
+        say(f"data sink: {sink.size} steps per device call")
 
-    state = TrainState(epochs=tc.epochs, steps_per_epoch=steps, global_batch=global_batch)
+    state = TrainState(epochs=epochs, steps_per_epoch=steps, global_batch=global_batch,
+                       total_steps=plan.total_steps if plan is not None else 0)
     resume = find_resume_checkpoint(out) if tc.resume == "auto" else tc.resume
     if resume:
         meta = restore_training_state(step_cell, resume, ema=ema)
         state.epoch, state.global_step = int(meta["epoch"]), int(meta["global_step"])
+        if plan is not None and plan.steps_before(min(state.epoch, plan.epochs)) != state.global_step:
+            raise ConfigError(f"{resume}: saved at epoch {state.epoch}, step {state.global_step}, but the multigrid "
+                              f"plan of this config reaches epoch {state.epoch} at step "
+                              f"{plan.steps_before(min(state.epoch, plan.epochs))}; resume with the config it was "
+                              f"trained with (train.multigrid, train.epochs, data_loader.train.batch_size)")
         state.best_top1 = float(meta.get("best_top1", -1.0)) or -1.0
         state.last_checkpoint = resume
         state.skipped_steps = step_cell.skipped_updates()  # overflow skips before, from the checkpoint
@@ -150,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
     if ema is not None:
         callbacks.append(EMA(ema))  # first: validation and checkpoints see this step's average
     if main_rank:
-        callbacks += [PreciseBN(net, train_loader, num_batches=tc.precise_bn_batches, finetune=tc.finetune,
+        if plan is not None:  # first: its stage line precedes the epoch's step lines
+            callbacks.append(MultigridMonitor(step_cell, plan, log=progress.log, group=group))
+        pbn_batches = tc.precise_bn_batches or (tc.multigrid.precise_bn_batches if plan is not None else 0)
+        callbacks += [PreciseBN(net, plain_loader, num_batches=pbn_batches, finetune=tc.finetune,
                                 eval_interval=tc.eval_interval, period=tc.precise_bn_period,
                                 has_validation=val_loader is not None, log=progress.log),
                       Validation(net, val_loader, interval=tc.eval_interval, finetune=tc.finetune, log=progress.log,
@@ -167,13 +207,23 @@ def run(args: argparse.Namespace) -> int:
             f"{f' from {tc.loss_scale:g}' if tc.loss_scale_type != 'none' else ''}, clip_grad {tc.clip_grad}"
             f"{f' at {tc.clip_value:g}' if tc.clip_grad != 'none' else ''}, {k} batch(es) of "
             f"{train_loader.batch_size * group} clips per optimizer step")
+    if plan is not None:
+        say(f"multigrid training: {plan.epochs} epochs (train.epochs {tc.epochs} x epoch_factor "
+            f"{tc.multigrid.epoch_factor}), {plan.total_steps} steps, {len(plan.shapes())} batch shapes:")
+        for line in plan.describe():
+            say(line)
     if ema is not None:
         say(f"EMA of the weights: decay {tc.ema_decay} after a warm-up of time constant {tc.ema_warmup:g} updates; "
             f"validated beside the raw weights, its top-1 picks best.ckpt")
+    if getattr(train_loader, "augment_note", lambda: None)():  # docs/training.md "MixUp / CutMix, ..."
+        say(train_loader.augment_note())
 
     # ---- train
+    if plan is not None:  # a new shape's first call compiles; retried on MindSpore's parser glitch (multigrid.py)
+        from src.engine.multigrid import RetryFirstCompile
+        step_cell = RetryFirstCompile(step_cell, log=progress.log)
     state = fit(step_cell, train_loader, state, lr_values, callbacks=callbacks, finetune=tc.finetune,
-                seed=cfg.context.seed)
+                seed=cfg.context.seed, sunk=sunk)
     if main_rank and state.last_val:
         v = state.last_val
         ema_text = (f"  EMA top-1: {100 * v['ema_top1']:.2f}%  top-5: {100 * v['ema_top5']:.2f}%"

@@ -200,6 +200,13 @@ SCHEMA: Dict[str, Spec] = {
     "train.ema": BOOL,
     "train.ema_decay": float_(0, 1, hi_open=True),
     "train.ema_warmup": float_(0),
+    "train.multigrid.long_cycle": BOOL,
+    "train.multigrid.short_cycle": BOOL,
+    "train.multigrid.long_cycle_factors": Spec("list", item=Spec("list", item=float_(0, 1, lo_open=True), length=2)),
+    "train.multigrid.short_cycle_factors": Spec("list", item=float_(0, 1, lo_open=True), length=2),
+    "train.multigrid.epoch_factor": float_(0, lo_open=True),
+    "train.multigrid.steps": Spec("list", item=float_(0, lo_open=True), nullable=True),
+    "train.multigrid.precise_bn_batches": int_(0),
     "infer.num_clips": int_(1),
     "infer.num_crops": one_of(1, 3),
     "infer.short_side": int_(1, null=True),
@@ -207,6 +214,7 @@ SCHEMA: Dict[str, Spec] = {
     "infer.batch_size": int_(1),
     "infer.topk": int_(1),
     "infer.window_seconds": float_(0),
+    "infer.stream_horizon": int_(0, null=True),
     "infer.fold_bn": BOOL,
     "infer.video_level": BOOL,
     "eval.num_clips": int_(1, null=True),
@@ -220,6 +228,13 @@ SCHEMA: Dict[str, Spec] = {
     "data_loader.decoder": one_of("decord", "pyav"),
     "data_loader.min_frames": int_(0),
     "data_loader.train.clips_per_video": int_(1),
+    "data_loader.train.aug_repeats": int_(1),
+    "data_loader.train.mixup.enable": BOOL,
+    "data_loader.train.mixup.mixup_alpha": float_(0),
+    "data_loader.train.mixup.cutmix_alpha": float_(0),
+    "data_loader.train.mixup.prob": float_(0, 1),
+    "data_loader.train.mixup.switch_prob": float_(0, 1),
+    "data_loader.train.mixup.label_smoothing": float_(0, 1, hi_open=True, null=True),
 }
 for _split in ("train", "eval"):
     SCHEMA.update({f"data_loader.{_split}.batch_size": int_(1),
@@ -239,14 +254,17 @@ _POSITIVE_INT = ("num_classes", "num_frames", "crop_size", "in_channels", "size"
                  "stem_temporal_kernel", "groups", "cardinality", "depth")
 _NON_NEGATIVE = ("base_lr", "warmup_epochs", "warmup_start_lr", "eta_min", "momentum", "dampening",
                  "weight_decay", "bn_weight_decay", "se_ratio", "start_index")
-_POSITIVE = ("sampling_rate", "target_fps", "fps", "gamma", "eps", "value_range", "width_mult", "width_factor",
+_POSITIVE = ("sampling_rate", "target_fps", "fps", "gamma", "eps", "epsilon", "value_range", "width_mult", "width_factor",
              "depth_factor", "bottleneck_factor")
 ARG_RANGES: Dict[str, Dict[str, Any]] = {
     **{k: dict(lo=1) for k in _POSITIVE_INT},
     **{k: dict(lo=0) for k in _NON_NEGATIVE},
     **{k: dict(lo=0, lo_open=True) for k in _POSITIVE},
     "dropout_rate": dict(lo=0, hi=1, hi_open=True),
+    "drop_path_rate": dict(lo=0, hi=1, hi_open=True),  # model.drop_path_rate (src/models/layers/drop_path.py)
+    "translate_pct": dict(lo=0, hi=1),  # RandAugment / AugMix (src/data/auto_augment.py)
     "label_smoothing": dict(lo=0, hi=1, hi_open=True),
+    "rho": dict(lo=0, hi=1, hi_open=True),  # optimizer.rho (rmsprop, src/engine/optim.py)
     "prob": dict(lo=0, hi=1),
 }
 # (registry, builder, argument) -> Spec, where the hint alone does not say it
@@ -254,6 +272,9 @@ COMPONENT_ARGS: Dict[Tuple[str, str, str], Spec] = {
     # YAML reads an unquoted 1.1 as a number; the builder accepts both spellings
     ("models", "e3d_squeezenet", "version"): one_of("1.0", "1.1", 1.0, 1.1),
     ("transforms", "SpatialCrops", "num_crops"): one_of(1, 3),
+    **{("transforms", t, "interpolation"): one_of("nearest", "bilinear", "bicubic")  # src/data/auto_augment.py
+       for t in ("RandAugment", "AugMix", "AutoAugment")},
+    ("transforms", "RandomErasing", "mode"): one_of("const", "rand", "pixel"),  # src/data/erasing.py
     ("datasets", "UCF101", "fold"): one_of(1, 2, 3),
     ("datasets", "HMDB51", "fold"): one_of(1, 2, 3),
     ("lr_schedules", "multistep", "first_epoch"): one_of(0, 1),

@@ -2,7 +2,8 @@
 
 A random-access :class:`ClipSource` (decode + transforms, bad-file replacement) feeds a
 ``GeneratorDataset`` with process or thread workers, then ``batch``. Train: shuffled every epoch,
-sharded by MindSpore's distributed sampler, remainder dropped. Eval: every (video, clip, crop)
+sharded by MindSpore's distributed sampler (``aug_repeats`` > 1: :class:`RepeatAugSampler`),
+remainder dropped, optionally MixUp/CutMix per batch (``mixup.py``: soft float32 labels). Eval: every (video, clip, crop)
 view in a fixed order, videos sharded ``shard_id::num_shards`` (disjoint, covering), remainder
 kept, with ``video_idx``/``view_idx`` columns for multi-view aggregation.
 """
@@ -21,10 +22,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..outputs import is_no_space, no_space_error
-from ..registry import DATASETS, build_from_cfg
+from ..registry import BATCH_TRANSFORMS, DATASETS, build_from_cfg
 from .datasets import VideoDataset
 from .errors import DataError, DataStopError, VideoDecodeError
 from .labels import save_label_map
+from .mixup import MixedBatch
+from .samplers import RepeatAugSampler
 from .transforms import Compose, build_transforms, eval_operations
 
 logger = logging.getLogger("src.data")
@@ -128,7 +131,7 @@ class ClipSource:
     def __init__(self, dataset: VideoDataset, transform: Compose, *, train: bool,
                  bad_log: BadFileLog, decoder: str = "decord", min_frames: int = 1,
                  max_bad_fraction: float = 0.05, sample_ids: Optional[Sequence[int]] = None,
-                 seed: int = 0, clips_per_video: int = 1) -> None:
+                 seed: int = 0, clips_per_video: int = 1, repeats: int = 1) -> None:
         self.dataset = dataset
         self.transform = transform
         self.train = train
@@ -138,7 +141,8 @@ class ClipSource:
         self.max_bad_fraction = float(max_bad_fraction)
         self.num_crops = 1 if train else transform.num_crops
         self.views = 1 if train else dataset.num_clips * self.num_crops
-        self.total = len(dataset) * self.views
+        self.repeats = int(repeats) if train else 1  # aug_repeats: sample j = copy j % k of video j // k
+        self.total = len(dataset) * self.views * self.repeats
         self.sample_ids = None if sample_ids is None else np.asarray(sample_ids, np.int64)
         self.seed = int(seed)
         self.clips_per_video = int(clips_per_video) if train else 1  # > 1: item = (K, C, T, H, W) clips
@@ -201,7 +205,11 @@ class ClipSource:
         i = int(i)
         gid = int(self.sample_ids[i]) if self.sample_ids is not None else i
         # random choices depend only on (seed, epoch, sample): a resumed run redraws them exactly
-        rng = np.random.default_rng([self.seed, self.epoch, gid])
+        if self.repeats > 1:  # aug_repeats: each copy of a video draws its own clip and crop
+            gid, copy = divmod(gid, self.repeats)
+            rng = np.random.default_rng([self.seed, self.epoch, gid, copy])
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, gid])
         vid, view = divmod(gid, self.views)
         clip_idx, crop_idx = divmod(view, self.num_crops)
         if not self.train:
@@ -256,10 +264,26 @@ class Loader:
         self.bad_files_path = self.source.bad_log.list_path
         self.missing_files: List[str] = list(self.video_dataset.missing)
         self.unknown_skipped: int = self.video_dataset.unknown_skipped  # rows of unknown labels skipped
+        self.sampler = kw.get("sampler")  # RepeatAugSampler with aug_repeats > 1, else MindSpore's own
+        self.batch_mix = kw.get("batch_mix")  # MixedBatch with mixup on (train)
 
     def set_epoch(self, epoch: int) -> None:
         """Seed this epoch's random clips and crops (call before creating the epoch's iterator)."""
         self.source.epoch = int(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+
+    def augment_note(self) -> Optional[str]:
+        """One line naming the batch-level switches on (MixUp/CutMix, aug_repeats), or None."""
+        parts = []
+        if self.batch_mix is not None:
+            m = self.batch_mix.mix
+            parts.append(f"MixUp/CutMix on (mixup_alpha {m.mixup_alpha:g}, cutmix_alpha {m.cutmix_alpha:g}, prob "
+                         f"{m.prob:g}, switch_prob {m.switch_prob:g}), label smoothing {m.label_smoothing:g} in "
+                         f"the soft targets")
+        if self.source.repeats > 1:
+            parts.append(f"aug_repeats {self.source.repeats}: every video {self.source.repeats} times per epoch")
+        return "; ".join(parts) or None
 
     def bad_count(self) -> int:
         """Bad samples seen so far by this loader (all workers)."""
@@ -324,6 +348,26 @@ def stop_guard(batches: Iterable[T], loader: Any) -> Iterator[T]:
 def _concat_clips(videos: List[np.ndarray], labels: List[np.ndarray], _info: Any) -> tuple:
     """Batch of items of (K, ...) clips each -> one batch of clips (``clips_per_video``)."""
     return np.concatenate(videos), np.concatenate(labels)
+
+
+def _mixed_batch(cfg: Any, scfg: Any, num_classes: int, source: ClipSource, batch_size: int, *,
+                 seed: int, shard_id: int, concat: bool) -> Optional[MixedBatch]:
+    """The batch op of ``data_loader.train.mixup`` (None when ``enable`` is false); its
+    ``label_smoothing`` null takes ``loss.label_smoothing`` (folded into the soft targets)."""
+    section = _get(scfg, "mixup")
+    if section is None or not bool(_get(section, "enable", False)):
+        return None
+    if batch_size < 2:
+        raise DataError(f"data_loader.train.mixup: needs data_loader.train.batch_size >= 2, got {batch_size}")
+    smoothing = _get(section, "label_smoothing")
+    if smoothing is None:
+        smoothing = _get(_get(cfg, "loss"), "label_smoothing", 0.0)
+    spec = {"type": "MixUpCutMix", "label_smoothing": float(smoothing)}
+    for key in ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob"):
+        if _get(section, key) is not None:
+            spec[key] = float(_get(section, key))
+    mix = build_from_cfg(spec, BATCH_TRANSFORMS, where="data_loader.train.mixup", num_classes=int(num_classes))
+    return MixedBatch(mix, source, seed=seed, shard_id=shard_id, concat=concat)
 
 
 def _get(node: Any, key: str, default: Any = None) -> Any:
@@ -398,20 +442,34 @@ def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 
         if per_video < 1 or bs % per_video:
             raise DataError(f"data_loader.train.clips_per_video: expected an integer >= 1 that divides "
                             f"data_loader.train.batch_size ({bs}), got {per_video}")
-        source = ClipSource(vds, transform, clips_per_video=per_video, **common)
+        repeats = int(_get(scfg, "aug_repeats", 1))
+        if repeats < 1:
+            raise DataError(f"data_loader.train.aug_repeats: expected an integer >= 1, got {repeats}")
+        source = ClipSource(vds, transform, clips_per_video=per_video, repeats=repeats, **common)
         n = len(source)
-        shard_kw = {} if num_shards == 1 else {"num_shards": num_shards, "shard_id": shard_id}
-        ds = msds.GeneratorDataset(source, column_names=TRAIN_COLUMNS,
-                                   shuffle=True if shuffle is None else bool(shuffle),
-                                   num_parallel_workers=workers,
-                                   python_multiprocessing=multiproc, **shard_kw)
+        shuffled = True if shuffle is None else bool(shuffle)
+        if repeats > 1:  # each video k times per epoch, the copies spread over the ranks (samplers.py)
+            sampler = RepeatAugSampler(len(vds), repeats, num_shards=num_shards, shard_id=shard_id,
+                                       seed=seed, shuffle=shuffled)
+            sample_kw: Dict[str, Any] = {"sampler": sampler}
+        else:
+            sampler = None
+            sample_kw = {"shuffle": shuffled}
+            if num_shards > 1:
+                sample_kw.update(num_shards=num_shards, shard_id=shard_id)
+        ds = msds.GeneratorDataset(source, column_names=TRAIN_COLUMNS, num_parallel_workers=workers,
+                                   python_multiprocessing=multiproc, **sample_kw)
         videos = math.ceil(n / num_shards)  # the distributed sampler pads shards equally
         per_batch = bs // per_video  # videos per batch: each gives clips_per_video clips
         if videos < per_batch:
             of = f" clips ({per_batch} videos x clips_per_video {per_video})" if per_video > 1 else ""
             raise DataError(f"data_loader.train: {videos} samples per shard is less than one "
                             f"batch of {bs}{of} (drop_remainder)")
-        if per_video == 1:
+        batch_mix = _mixed_batch(cfg, scfg, len(vds.class_names), source, bs, seed=seed, shard_id=shard_id,
+                                 concat=per_video > 1)
+        if batch_mix is not None:  # MixUp / CutMix: stacks (or concatenates) the items, then mixes
+            ds = ds.batch(per_batch, drop_remainder=True, per_batch_map=batch_mix, input_columns=TRAIN_COLUMNS)
+        elif per_video == 1:
             ds = ds.batch(bs, drop_remainder=True)
         else:
             ds = ds.batch(per_batch, drop_remainder=True, per_batch_map=_concat_clips,
@@ -419,6 +477,7 @@ def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 
         steps = videos // per_batch
         num_samples = videos * per_video  # clips per epoch and shard
     else:
+        sampler = batch_mix = None
         probe = ClipSource(vds, transform, **common)
         videos = range(shard_id, len(vds), num_shards)
         ids = [v * probe.views + k for v in videos for k in range(probe.views)]
@@ -434,4 +493,5 @@ def create_loader(cfg: Any, split: str, *, num_shards: int = 1, shard_id: int = 
         steps = math.ceil(num_samples / bs)
     return Loader(dataset=ds, split=split, source=source, video_dataset=vds, batch_size=bs,
                   num_samples=num_samples, steps_per_epoch=steps, output_dir=output_dir,
-                  num_shards=num_shards, shard_id=shard_id, label_map_path=label_map_path)
+                  num_shards=num_shards, shard_id=shard_id, label_map_path=label_map_path,
+                  sampler=sampler, batch_mix=batch_mix)

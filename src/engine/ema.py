@@ -20,12 +20,14 @@ the update is written as ``s + (1 - d) * (w - s)``, which is ``s`` when ``w == s
 ``shadow <- d_t * shadow + (1 - d_t) * weight``. Early updates (d_t near 0) make the shadow
 follow the weights; after a few ``warmup`` updates d_t reaches ``decay``. ``warmup = 0``: d_t = decay.
 
-**State.** Shadows are float32 Parameters named ``ema.<parameter name>``, the update count an
-int32 Parameter ``ema_updates`` (:data:`~src.engine.checkpoint.EMA_PREFIX`,
-:data:`~src.engine.checkpoint.EMA_COUNTER`); training checkpoints store them beside the raw
-weights, so ``--resume`` continues the average exactly. The update is one call of the Cell:
-count, decay and every shadow in one graph in graph mode (``context.mode: 0``, train.py's
-default); in PyNative it runs op by op. It is not wrapped in ``ms.jit``: under MindSpore 2.10
+**State.** The shadows live in one flat float32 vector (every parameter, flattened in the order
+of ``net.get_parameters()``), so an update is a handful of kernels over one vector rather than a
+few per parameter; ``shadows`` and ``state()`` give them as float32 tensors named
+``ema.<parameter name>``, the update count is an int32 Parameter ``ema_updates``
+(:data:`~src.engine.checkpoint.EMA_PREFIX`, :data:`~src.engine.checkpoint.EMA_COUNTER`);
+training checkpoints store them beside the raw weights, so ``--resume`` continues the average
+exactly. The update is one call of the Cell: count, decay and the shadow vector in one graph in
+graph mode (``context.mode: 0``, train.py's default); in PyNative it runs op by op. It is not wrapped in ``ms.jit``: under MindSpore 2.10
 PyNative a jitted ``construct`` kept reading the network's parameters as they were at its first
 call (the shadows stopped following the weights). A ``ModelEMA`` must not become an attribute of
 another Cell: MindSpore would rename the shared network parameters with that attribute's prefix.
@@ -34,22 +36,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from .checkpoint import EMA_COUNTER, EMA_PREFIX, CheckpointError
+from .train_step import flatten
 from .trainer import Callback, TrainState
-
-_lerp = ops.MultitypeFuncGraph("ema_lerp")
-
-
-@_lerp.register("Tensor", "Tensor", "Tensor")
-def _lerp_shadow(one_minus_d: Tensor, shadow: Parameter, weight: Parameter) -> Tensor:
-    return ops.assign(shadow, shadow + one_minus_d * (ops.cast(weight, ms.float32) - shadow))
-
 
 def ema_decay_at(updates: int, decay: float, warmup: float) -> float:
     """The decay of the ``updates``-th update (1-based): ``decay * (1 - exp(-updates / warmup))``
@@ -69,10 +64,13 @@ class ModelEMA(nn.Cell):
         self.decay, self.warmup = float(decay), float(warmup)
         params = list(net.get_parameters())
         self.weights = ParameterTuple(params)
-        self.shadows = ParameterTuple([Parameter(Tensor(_host(p).astype(np.float32)), name=EMA_PREFIX + p.name,
-                                                 requires_grad=False) for p in params])
+        self.names = [EMA_PREFIX + p.name for p in params]
+        self.shapes = [tuple(p.shape) for p in params]
+        # every shadow in one flat float32 vector (in the order of ``weights``): the update is a few
+        # ops over one vector instead of a few per parameter (each op is a kernel launch)
+        self.shadow = Parameter(Tensor(self._flat_host(_host(p) for p in params)), name="ema_flat_shadow",
+                                requires_grad=False)
         self.updates = Parameter(Tensor(0, ms.int32), name=EMA_COUNTER, requires_grad=False)
-        self.hyper_map = ops.HyperMap()
 
     def construct(self) -> Tensor:
         """One update of every shadow; returns the new update count."""
@@ -82,8 +80,28 @@ class ModelEMA(nn.Cell):
             d = self.decay * (1.0 - ops.exp(-ops.cast(updates, ms.float32) / self.warmup))
         else:
             d = ops.fill(ms.float32, (), self.decay)
-        done = self.hyper_map(ops.partial(_lerp, 1.0 - d), self.shadows, self.weights)
+        shadow = self.shadow
+        done = ops.assign(shadow, shadow + (1.0 - d) * (flatten(self.weights) - shadow))
         return ops.depend(updates, done)
+
+    # --------------------------------------------------------------- flat vector <-> per parameter
+    @staticmethod
+    def _flat_host(arrays: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in arrays])
+
+    def _split_host(self) -> List[np.ndarray]:
+        flat, out, at = _host(self.shadow), [], 0
+        for shape in self.shapes:
+            n = int(np.prod(shape))
+            out.append(flat[at:at + n].reshape(shape))
+            at += n
+        return out
+
+    @property
+    def shadows(self) -> Tuple[Parameter, ...]:
+        """The shadows as float32 Parameters ``ema.<parameter name>`` (host copies of the flat vector,
+        in the order of the network's parameters: for checkpoints and inspection)."""
+        return tuple(Parameter(Tensor(a), name=n, requires_grad=False) for n, a in zip(self.names, self._split_host()))
 
     # --------------------------------------------------------------- state
     @property
@@ -101,8 +119,7 @@ class ModelEMA(nn.Cell):
 
     def reset(self) -> None:
         """Shadows := the network's current values; update count 0."""
-        for s, p in zip(self.shadows, self.weights):
-            s.set_data(Tensor(_host(p).astype(np.float32)))
+        self.shadow.set_data(Tensor(self._flat_host(_host(p) for p in self.weights)))
         self.updates.set_data(Tensor(0, ms.int32))
 
     def load_state(self, params: Dict[str, Any], *, source: str) -> bool:
@@ -112,15 +129,14 @@ class ModelEMA(nn.Cell):
         if EMA_COUNTER not in params and not any(k.startswith(EMA_PREFIX) for k in params):
             self.reset()
             return False
-        missing = [s.name for s in self.shadows if s.name not in params]
+        missing = [n for n in self.names if n not in params]
         missing += [EMA_COUNTER] if EMA_COUNTER not in params else []
-        wrong = [s.name for s in self.shadows if s.name in params and tuple(params[s.name].shape) != tuple(s.shape)]
+        wrong = [n for n, shape in zip(self.names, self.shapes) if n in params and tuple(params[n].shape) != shape]
         if missing or wrong:
             listed = [f"{n} (missing)" for n in missing[:8]] + [f"{n} (shape)" for n in wrong[:8]]
             raise CheckpointError(f"{source}: cannot resume the EMA weights, {len(missing) + len(wrong)} do not fit: "
                                   f"{', '.join(listed)}")
-        for s in self.shadows:
-            s.set_data(Tensor(_host(params[s.name]).astype(np.float32)))
+        self.shadow.set_data(Tensor(self._flat_host(_host(params[n]) for n in self.names)))
         self.updates.set_data(Tensor(int(_host(params[EMA_COUNTER])), ms.int32))
         return True
 
@@ -131,8 +147,8 @@ class ModelEMA(nn.Cell):
         dtype); its raw values are put back bit for bit afterwards, also on an exception."""
         raw: List[np.ndarray] = [_host(p).copy() for p in self.weights]
         try:
-            for p, s in zip(self.weights, self.shadows):
-                p.set_data(Tensor(_host(s).astype(ms.dtype_to_nptype(p.dtype))))
+            for p, s in zip(self.weights, self._split_host()):
+                p.set_data(Tensor(s.astype(ms.dtype_to_nptype(p.dtype))))
             yield
         finally:
             for p, r in zip(self.weights, raw):

@@ -19,9 +19,12 @@ import numpy as np
 
 from ..data import VideoDecodeError, VideoFileReader, build_transforms, load_label_map, plan_clip
 from ..data.decode import frame_rate, one_line
+from ..data.sampling import frame_step
 from ..data.errors import DataError
+from ..errors import UserError
 from .inference import load_inference_model, topk as top_classes
 from .sliding import FrameConverter, SlidingWindows, WindowScorer, short_side_of
+from .stepping import FrameSteps, StreamStepper, stream_states_of
 from .stream import RunStats, Source, StreamError, drive, open_source
 from .windows import Timeline, Window, WindowPlan, plan_sliding_windows
 
@@ -147,6 +150,47 @@ class VideoPredictor:
         self.transform = build_transforms(data.operations(self.num_crops, base_ops))
         self.class_names, self.names_source = resolve_class_names(self.num_classes, label_map,
                                                                   self.model.class_names, self.model.kind)
+        # streamable (causal) networks, and MINDIR files of their step: one frame per step in
+        # timelines and streams (src/engine/stepping.py); a stream MINDIR also scores clips that way
+        self.stream_only = self.model.kind == "mindir" and bool(self.model.meta.get("stream"))
+        self.streamable = self.stream_only or bool(getattr(self.net, "streamable", False))
+        horizon = cfg.infer.get("stream_horizon", None) if "infer" in cfg else None
+        self.stream_horizon = self.num_frames if horizon is None else int(horizon)
+        self._step: Any = None
+        if self.streamable:
+            self.step_transform = build_transforms(data.operations(1, base_ops))
+        exported = self.model.meta.get("input_shape") if self.stream_only else None
+        if exported and tuple(exported[-2:]) != (self.crop_size, self.crop_size):
+            raise UserError(f"{self.weights}: stream step exported for {exported[-2]}x{exported[-1]} frames but the "
+                            f"config gives crop {self.crop_size}; export again or pass the config it was exported with")
+        if exported and int(exported[0]) != 1:
+            raise UserError(f"{self.weights}: stream step exported at batch {exported[0]}; infer.py feeds one "
+                            f"source, export it with --batch 1")
+
+    # -- one frame per step (streamable models)
+    def stepper(self, horizon: Optional[int] = None) -> StreamStepper:
+        """A :class:`StreamStepper` of the model's step (compiled once per predictor), resetting
+        every ``horizon`` model frames (default ``infer.stream_horizon``; 0: never)."""
+        if self._step is None:
+            if self.stream_only:
+                self._step, self._init_states = self.net, stream_states_of(self.model.meta)
+            else:
+                crop = self.crop_size
+                self._step, self._init_states = self.net.stream_step(), lambda: self.net.init_states(1, crop, crop)
+        return StreamStepper(self._step, self._init_states, self.model.eval_output,
+                             self.stream_horizon if horizon is None else horizon)
+
+    def model_fps_of(self, fps: float) -> float:
+        """Frames per second the model sees from a source at ``fps`` (MoViNet: 5)."""
+        return fps / frame_step(self.sampling_rate, fps, self.target_fps)
+
+    def _score(self, views: np.ndarray) -> np.ndarray:
+        """(V, classes) probabilities of whole views: the network's forward, or, for a stream
+        MINDIR, each view fed frame by frame from zero states (the same scores)."""
+        if self.stream_only:
+            stepper = self.stepper(horizon=0)
+            return np.stack([stepper.clip(v) for v in views])
+        return self.model.predict(views)
 
     def _views(self, frames: np.ndarray) -> List[np.ndarray]:
         return [self.transform(frames, crop_index=c) for c in range(self.num_crops)]
@@ -178,7 +222,7 @@ class VideoPredictor:
             return decoded[[lookup[int(f)] for f in idx]]
 
         views = [v for clip in clips for v in self._views(frames_of(clip))]
-        main = self.model.predict(np.stack(views)).mean(axis=0)
+        main = self._score(np.stack(views)).mean(axis=0)
         result = self._video_result(path, n, fps, clips, main, topk)
         if return_frames:
             result["frames"] = np.concatenate([frames_of(c) for c in clips])
@@ -192,7 +236,15 @@ class VideoPredictor:
                 "clips": clips.tolist(), "topk": self._topk(probs, topk), "probs": probs.tolist()}
 
     def _window_pipeline(self, fps: float, window_seconds: float, stride_seconds: Optional[float],
-                         pin: Sequence[int] = ()) -> Tuple[WindowPlan, WindowScorer, SlidingWindows]:
+                         pin: Sequence[int] = (), horizon: Optional[int] = None) -> Tuple[Any, Any, Any]:
+        """``(plan, scorer, sliding)`` for windows; for a streamable model ``(None, steps, steps)``
+        with one :class:`FrameSteps` (one frame per step, the window and stride unused)."""
+        if self.streamable:
+            steps = FrameSteps(self.stepper(horizon), fps=fps, frame_step=frame_step(self.sampling_rate, fps,
+                                                                                    self.target_fps),
+                               transform=self.step_transform,
+                               convert=FrameConverter(short_side_of(self.step_transform)), pin=pin)
+            return None, steps, steps
         plan = WindowPlan(fps=fps, window_s=window_seconds, stride_s=stride_seconds or window_seconds,
                           num_frames=self.num_frames, sampling_rate=self.sampling_rate,
                           num_clips=self.num_clips, target_fps=self.target_fps)
@@ -202,13 +254,15 @@ class VideoPredictor:
 
     def predict_windows(self, path: str, *, window_seconds: float, stride_seconds: Optional[float] = None,
                         topk: int = 5, smooth: int = 1, threshold: float = 0.0,
-                        return_frames: bool = False) -> Dict[str, Any]:
+                        return_frames: bool = False, horizon: Optional[int] = None) -> Dict[str, Any]:
         """One pass over ``path``: every window of ``window_seconds`` every ``stride_seconds``
         (``infer.num_clips`` clips x ``num_crops`` crops each, frames decoded and scaled once,
         windows batched) plus the whole-video clips, gathered on the way. Memory is bounded by
         one window, not by the video. ``timeline``: per window start/end/top-k (smoothed over the
         last ``smooth`` windows; ``"uncertain"`` below ``threshold``); ``segments``: consecutive
-        windows with the same label merged; ``stats``: frames decoded, speed."""
+        windows with the same label merged; ``stats``: frames decoded, speed. A streamable model
+        gives one entry per model frame instead (:mod:`src.engine.stepping`; ``horizon``: frames
+        between state resets, default ``infer.stream_horizon``)."""
         if not os.path.isfile(path):  # as the clip readers say it
             raise VideoDecodeError(path, "file not found")
         if os.path.getsize(path) == 0:
@@ -226,7 +280,8 @@ class VideoPredictor:
                 raise VideoDecodeError(path, f"cannot count its frames ({one_line(e)})") from None
             clips = plan_clips(max(n, 1), self.num_frames, self.sampling_rate, self.num_clips, fps, self.target_fps,
                                self.offset_sampling)
-            _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1))
+            _, scorer, sliding = self._window_pipeline(fps, window_seconds, stride_seconds, clips.reshape(-1),
+                                                       horizon)
             timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
             stats = drive(source, sliding, scorer, lambda w, p, arrived: timeline.add(w, p))
         finally:
@@ -241,19 +296,29 @@ class VideoPredictor:
                                self.offset_sampling)
         main_frames = [sliding.pinned(c) for c in clips]
         views = [v for frames in main_frames for v in self._views(frames)]
-        main = self.model.predict(np.stack(views)).mean(axis=0)
+        main = self._score(np.stack(views)).mean(axis=0)
         result = self._video_result(path, n, fps, clips, main, topk)
         result.update({"window_seconds": float(window_seconds),
                        "stride_seconds": float(stride_seconds or window_seconds),
                        "smooth": int(smooth), "threshold": float(threshold),
                        "timeline": timeline.entries, "segments": timeline.segments(),
                        "stats": stats.to_dict()})
+        if self.streamable:
+            result.update(self._per_frame_info(fps, horizon))
         if return_frames:
             result["frames"] = np.concatenate(main_frames)
         return result
 
+    def _per_frame_info(self, fps: float, horizon: Optional[int]) -> Dict[str, Any]:
+        return {"per_frame": True, "model_fps": round(self.model_fps_of(fps), 3),
+                "stream_horizon": self.stream_horizon if horizon is None else int(horizon)}
+
     def warm_up(self) -> None:
-        """One batch through the model (graph compilation happens here, not on the first window)."""
+        """One batch through the model (graph compilation happens here, not on the first window);
+        for a streamable model one step (what a stream runs)."""
+        if self.streamable:
+            self.stepper()(np.zeros((1, 3, 1, self.crop_size, self.crop_size), np.float32))
+            return
         view = self.transform(np.zeros((self.num_frames, self.crop_size, self.crop_size, 3), np.uint8))
         self.model.predict(view[None])
 
@@ -262,15 +327,18 @@ class VideoPredictor:
                topk: int = 5, smooth: int = 1, threshold: float = 0.0,
                on_window: Optional[Callable[[Dict[str, Any]], None]] = None, fmt: Optional[str] = None,
                fps: Optional[float] = None, realtime: bool = True, drop: Optional[bool] = None,
-               timeout: float = 10.0) -> Tuple[Timeline, RunStats, float]:
+               timeout: float = 10.0, horizon: Optional[int] = None) -> Tuple[Timeline, RunStats, float]:
         """Score a camera / URL / stdin / real-time file window by window: ``on_window(entry)``
         right after each window is scored (``entry``: the timeline entry plus ``latency_ms`` from
         the arrival of the window's last frame). Returns ``(timeline, stats, fps)``. An
-        unopenable source raises :class:`StreamError`; a break mid-way is in ``stats.error``."""
+        unopenable source raises :class:`StreamError`; a break mid-way is in ``stats.error``. A
+        streamable model gives one entry per model frame (``horizon``: see :meth:`predict_windows`)."""
         self.warm_up()  # compile before the first frame: the first window's latency is then real
         source = open_source(spec, fmt=fmt, timeout=timeout, fps=fps, realtime=realtime)
         try:
-            plan, scorer, sliding = self._window_pipeline(source.fps, window_seconds, stride_seconds)
+            plan, scorer, sliding = self._window_pipeline(source.fps, window_seconds, stride_seconds,
+                                                          horizon=horizon)
+            capacity = max(16, plan.keep) if plan is not None else 16
             timeline = Timeline(self.class_names, topk=topk, smooth=smooth, threshold=threshold)
 
             def emit(w: Window, probs: np.ndarray, arrived: float) -> None:
@@ -279,7 +347,7 @@ class VideoPredictor:
                 if on_window is not None:
                     on_window(entry)
 
-            stats = drive(source, sliding, scorer, emit, capacity=max(16, plan.keep), drop=drop)
+            stats = drive(source, sliding, scorer, emit, capacity=capacity, drop=drop)
         finally:
             source.close()
         if stats.frames == 0 and not stats.interrupted:

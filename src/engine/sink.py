@@ -8,17 +8,11 @@ plain loop there (and in PyNative mode) with an info-level log line. The zoo doe
 on CPU ``train.sink_mode: true`` prints one notice (:func:`plan_sink`) and trains with the plain
 loop, so a GPU/Ascend config runs unchanged on CPU with the plain loop's exact results.
 
-How ``fit`` should use it::
-
-    plan = plan_sink(tc.sink_mode, tc.sink_size, device, steps_per_epoch, mode=cfg.context.mode)
-    if plan.notice:
-        say(plan.notice)                      # CPU / PyNative: one line, the plain loop follows
-    if plan.enabled:
-        sunk = SunkStep(step_cell, train_loader.dataset, plan.size, jit_level=<context level or None>)
-        # each epoch: steps_per_epoch // plan.size calls
-        loss = sunk()                         # plan.size steps; the loss of the last one
-        state.global_step += plan.size        # LR: the optimizer's own step counter advances per step
-        # NaN check and callbacks once per call (loss of the last step, step_time = call time / plan.size)
+How ``train.py`` uses it: ``plan_sink`` decides; when it sinks, a :class:`SunkStep` over the
+train step cell and the train loader's data set goes to ``fit(..., sunk=...)``, which calls it
+``steps_per_epoch / steps`` times an epoch and books ``steps`` optimizer steps per call
+(``tests/engine/test_sink.py`` runs ``fit`` with a CPU stand-in of the same interface and checks
+weights, step counts, LR and logging against the plain loop).
 
 What differs from the plain loop (documented in docs/training.md): the loss is seen once per call
 (logging, the NaN guard and ``metrics.jsonl`` step records at call granularity); MindSpore streams
@@ -87,22 +81,24 @@ def plan_sink(sink_mode: bool, sink_size: int, device: str, steps_per_epoch: int
 
 
 class SunkStep:
-    """``step_cell`` over ``dataset`` through ``mindspore.data_sink``: each call runs ``size``
-    training steps on batches from the device queue and returns the last step's loss (a float).
+    """``step_cell`` over ``dataset`` through ``mindspore.data_sink``: each call runs ``steps``
+    optimizer steps (``steps x accumulate_steps`` micro-batches: the accumulation counter lives in
+    the step's graph) on batches from the device queue and returns the last micro-batch's loss.
 
     ``jit_level``: the graph level of the sunk function (``context.jit_level`` as applied; None =
     MindSpore's choice). The data set is bound to this object for good (MindSpore refuses to sink
     one data set twice)."""
 
-    def __init__(self, step_cell: Any, dataset: Any, size: int, *, jit_level: Optional[str] = None,
-                 mode: int = 0) -> None:
+    def __init__(self, step_cell: Any, dataset: Any, steps: int, *, accumulate_steps: int = 1,
+                 jit_level: Optional[str] = None, mode: int = 0) -> None:
         device = ms.get_context("device_target")
         ok, why = sink_supported(device, mode)
         if not ok:
             raise UserError(f"train.sink_mode: {why}")
-        if int(size) < 1:
-            raise ValueError(f"size must be >= 1 (resolve_sink_size), got {size}")
-        self.size = int(size)
+        if int(steps) < 1 or int(accumulate_steps) < 1:
+            raise ValueError(f"steps and accumulate_steps must be >= 1, got {steps}, {accumulate_steps}")
+        self.steps = int(steps)
+        self.size = self.steps * int(accumulate_steps)  # micro-batches per call
         jit_config = ms.JitConfig(jit_level=jit_level) if jit_level else ms.JitConfig()
         self._fn = ms.data_sink(step_cell, dataset, sink_size=self.size, jit_config=jit_config)
 

@@ -178,11 +178,17 @@ class SlidingWindows:
 
     def pinned(self, indices: Sequence[int]) -> np.ndarray:
         """Frames kept because they were asked for up front (``pin``); nearest kept frame if absent."""
-        keys = sorted(self.ring.pinned)
-        if not keys:
-            raise VideoDecodeError("<input>", "no frames decoded")
-        out = []
-        for i in indices:
-            j = int(np.searchsorted(keys, int(i), side="right")) - 1
-            out.append(self.ring.pinned[keys[max(j, 0)]])
-        return np.stack(out)
+        return pinned_frames(self.ring, indices)
+
+
+def pinned_frames(ring: FrameRing, indices: Sequence[int]) -> np.ndarray:
+    """The frames ``indices`` of those ``ring`` kept because they were asked for up front
+    (``ring.want``); the nearest earlier kept frame stands in for an absent one."""
+    keys = sorted(ring.pinned)
+    if not keys:
+        raise VideoDecodeError("<input>", "no frames decoded")
+    out = []
+    for i in indices:
+        j = int(np.searchsorted(keys, int(i), side="right")) - 1
+        out.append(ring.pinned[keys[max(j, 0)]])
+    return np.stack(out)

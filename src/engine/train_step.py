@@ -6,11 +6,11 @@ One call of :class:`TrainStep` is one micro-batch: forward, backward and, every
 1. forward of the (mixed-precision) network; the loss is computed in float32;
 2. gradients of ``loss * scale`` (``scale`` = the loss scale, 1 without scaling) with respect to
    the float32 master weights;
-3. with ``accumulate_steps = k > 1``: added to float32 buffers; only every k-th call goes on,
-   with the buffers' sum divided by k (the gradient of the mean loss over k micro-batches);
+3. with ``accumulate_steps = k > 1``: added to a float32 buffer; only every k-th call goes on,
+   with the buffer's sum divided by k (the gradient of the mean loss over k micro-batches);
 4. the data-parallel gradient mean (``DATA_PARALLEL``: one all-reduce per optimizer step);
-5. unscaled (divided by the scale), checked for inf/NaN (``mindspore.amp.all_finite``) and the
-   scale adjusted (``mindspore.amp.DynamicLossScaler.adjust``: divided by ``factor`` on an
+5. unscaled (divided by the scale), checked for inf/NaN (as ``mindspore.amp.all_finite``) and
+   the scale adjusted (``mindspore.amp.DynamicLossScaler.adjust``: divided by ``factor`` on an
    overflow, multiplied by it after ``window`` finite steps in a row);
 6. clipped: by global norm (``clip_grad="norm"``: all gradients scaled by
    ``min(1, clip_value / global_norm)``) or by value (``clip_grad="value"``: each element into
@@ -20,9 +20,16 @@ One call of :class:`TrainStep` is one micro-batch: forward, backward and, every
    update. The optimizer's step counter (which indexes the per-step LR array) still advances, so
    the LR of step ``s`` is ``lr[s]`` whether or not earlier updates were skipped.
 
+With any of scaling, clipping or accumulation on, steps 3-6 work on one flat float32 vector of
+all gradients (one concatenation per call, one split back to per-weight tensors per update): on
+MindSpore's CPU runtime every kernel launch costs about as much as a small tensor's arithmetic,
+and per-tensor passes would launch a few kernels for each of the network's gradient tensors.
+With none of them the step is MindSpore's ``TrainOneStepCell``.
+
 The step's own state lives in Parameters named ``train_step.*`` (the loss scale, its growth
-counter, the overflow count, the micro-batch counter, the accumulation buffers), so a checkpoint
-of the cell holds them and ``--resume`` restores them.
+counter, the overflow count, the micro-batch counter, the accumulation buffer
+``train_step.grad_accum``: every gradient, flattened in the order of the weights), so a
+checkpoint of the cell holds them and ``--resume`` restores them.
 
 Mixed precision (:func:`apply_amp`) uses MindSpore's own cell casting (``Cell.to_float`` and
 ``mindspore.amp``'s float16/float32 output wrappers), with a black list that also keeps the zoo's
@@ -32,9 +39,13 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import numpy as np
+
 import mindspore as ms
 from mindspore import Parameter, Tensor, amp, nn, ops
 from mindspore.common import dtype as mstype
+from mindspore.nn.wrap.grad_reducer import DistributedGradReducer
+from mindspore.ops.auto_generate import SplitWithSize
 from mindspore.train.amp import _OutputTo16, _OutputTo32
 
 from ..errors import UserError
@@ -164,16 +175,36 @@ def _mul(factor, g):
     return g * factor.astype(g.dtype)
 
 
-def _clip_value(limit, g):
-    return ops.clip_by_value(g, -limit, limit)
+# The options' work runs on one flat float32 vector of all gradients: each per-tensor op is a kernel
+# launch, and on MindSpore's CPU runtime a launch costs about as much as a small tensor's
+# arithmetic, so a few ops over one vector replace a few ops per gradient tensor. Primitives (not
+# the functional wrappers, whose argument checks are re-parsed once per tensor) keep the compile short.
+_reshape = ops.Reshape()
+_concat = ops.Concat(0)
+_split = SplitWithSize()
+SPLIT_CHUNK = 64  # sizes per SplitWithSize call (TrainStep.size_chunks)
+_flat = ops.MultitypeFuncGraph("flat")
+_unflat = ops.MultitypeFuncGraph("unflat")
 
 
-def _add_into(buf, g):
-    return ops.assign_add(buf, g.astype(buf.dtype))
+@_flat.register("Tensor")
+def _flat_one(g):
+    if g.dtype != mstype.float32:  # decided at compile time: no Cast kernel for float32 gradients
+        g = ops.cast(g, mstype.float32)
+    return _reshape(g, (-1,))
 
 
-def _zero(buf):
-    return ops.assign(buf, ops.zeros_like(buf))
+@_unflat.register("Tensor", "Tensor")
+def _unflat_one(weight, part):
+    part = _reshape(part, ops.shape(weight))
+    if weight.dtype != mstype.float32:
+        part = ops.cast(part, weight.dtype)
+    return part
+
+
+def flatten(tensors: Tuple[Tensor, ...]) -> Tensor:
+    """All of ``tensors`` as one float32 vector (in order): one concatenation."""
+    return _concat(_hyper(_flat, tensors))
 
 
 # ----------------------------------------------------------------------------------- the cell
@@ -226,10 +257,27 @@ class TrainStep(nn.TrainOneStepCell):
             self.loss_scale = self.scaler.scale_value  # registered: saved in checkpoints
             self.overflow_steps = Parameter(Tensor(0, mstype.int32), name=PREFIX + "overflow_steps",
                                             requires_grad=False)
+        # any option on: the gradients go through one flat float32 vector (see ``flatten``)
+        self.fused = self.scaling or self.clip_mode != "none" or self.accumulating
+        self.sizes = tuple(int(np.prod(w.shape)) for w in self.weights)
+        numel = sum(self.sizes)
+        # the split back in chunks of SPLIT_CHUNK sizes: MindSpore's graph compiler checks a size list
+        # with one nested call per entry and stops at a depth of 1000 (a few hundred tensors)
+        self.size_chunks = tuple(self.sizes[i:i + SPLIT_CHUNK] for i in range(0, len(self.sizes), SPLIT_CHUNK))
+        self.chunk_totals = tuple(sum(c) for c in self.size_chunks)
         if self.accumulating:
             self.micro_step = Parameter(Tensor(0, mstype.int32), name=PREFIX + "micro_step", requires_grad=False)
-            self.grad_accum = self.weights.clone(prefix=PREFIX + "grad_accum", init="zeros")
+            self.accum_buffer = Parameter(Tensor(np.zeros(numel, np.float32)), name=PREFIX + "grad_accum",
+                                          requires_grad=False)
             self.inv_k = Tensor(1.0 / self.accumulate_steps, mstype.float32)
+        if self.fused and self.reducer_flag:  # the data-parallel mean: one all-reduce of the flat vector
+            self.flat_reducer = DistributedGradReducer([Parameter(Tensor(np.zeros(1, np.float32)), name="flat_grads")],
+                                                       self.mean, self.degree)
+
+    @property
+    def grad_accum(self) -> Tuple[Parameter, ...]:
+        """The accumulation buffer(s): one flat float32 vector of every gradient (``train_step.grad_accum``)."""
+        return (self.accum_buffer,) if self.accumulating else ()
 
     # -- what the loop reads between steps
     def current_loss_scale(self) -> Optional[float]:
@@ -243,32 +291,42 @@ class TrainStep(nn.TrainOneStepCell):
     # -- the graph
     def construct(self, *inputs):
         loss = self.network(*inputs)
+        if not self.fused:  # MindSpore's TrainOneStepCell
+            grads = self.grad_no_sens(self.network, self.weights)(*inputs)
+            return ops.depend(loss, self.optimizer(self.grad_reducer(grads)))
         if self.scaling:
             sens = ops.fill(loss.dtype, loss.shape, self.scaler.scale_value.astype(loss.dtype))
             grads = self.grad(self.network, self.weights)(*inputs, sens)
         else:
             grads = self.grad_no_sens(self.network, self.weights)(*inputs)
+        flat = flatten(grads)
         if not self.accumulating:
-            return self._update(loss, grads)
-        loss = ops.depend(loss, _hyper(_add_into, self.grad_accum, grads))
+            return self._update(loss, flat)
         count = self.micro_step + 1
         if count >= self.accumulate_steps:
-            total = _hyper(ops.partial(_mul, self.inv_k), self.grad_accum)
-            loss = self._update(loss, total)
-            loss = ops.depend(loss, _hyper(_zero, self.grad_accum))
+            loss = self._update(loss, self.accum_buffer + flat)
+            loss = ops.depend(loss, ops.assign(self.accum_buffer, ops.zeros_like(self.accum_buffer)))
             loss = ops.depend(loss, ops.assign(self.micro_step, ops.zeros_like(count)))
         else:
+            loss = ops.depend(loss, ops.assign_add(self.accum_buffer, flat))
             loss = ops.depend(loss, ops.assign(self.micro_step, count))
         return loss
 
-    def _update(self, loss, grads):
-        grads = self.grad_reducer(grads)  # the data-parallel mean (identity on one process)
+    def _update(self, loss, flat):
+        """Mean over devices, 1/k and unscaling (one multiply), finite check, clipping, all on the
+        flat vector; then back to one tensor per weight for the optimizer."""
+        if self.reducer_flag:
+            flat = self.flat_reducer((flat,))[0]
         if self.scaling:
-            grads = self.scaler.unscale(grads)
-            finite = amp.all_finite(grads)
+            inv = ops.reciprocal(self.scaler.scale_value)
+            flat = flat * (inv * self.inv_k if self.accumulating else inv)
+            finite = ops.isfinite(flat).all()
             if self.loss_scale_type == "dynamic":
                 loss = ops.depend(loss, self.scaler.adjust(finite))
-        grads = self._clip(grads)
+        elif self.accumulating:
+            flat = flat * self.inv_k
+        flat = self._clip(flat)
+        grads = _hyper(_unflat, self.weights, self._split_flat(flat))
         if not self.scaling:
             return ops.depend(loss, self.optimizer(grads))
         if finite:
@@ -279,13 +337,24 @@ class TrainStep(nn.TrainOneStepCell):
             loss = ops.depend(loss, ops.assign_add(self.overflow_steps, ops.ones_like(self.overflow_steps)))
         return loss
 
-    def _clip(self, grads):
-        if self.clip_mode == "norm":
-            return clip_by_global_norm(grads, self.clip_value)
+    def _split_flat(self, flat):
+        """The flat vector cut into one piece per weight (in ``SPLIT_CHUNK``-size chunks)."""
+        if len(self.size_chunks) == 1:
+            return _split(flat, self.sizes, 0)
+        parts = _split(flat, self.chunk_totals, 0)
+        pieces = ()
+        for i in range(len(self.size_chunks)):
+            pieces = pieces + _split(parts[i], self.size_chunks[i], 0)
+        return pieces
+
+    def _clip(self, flat):
+        if self.clip_mode == "norm":  # min(1, clip_value / global norm), as clip_by_global_norm
+            norm = ops.sqrt(ops.reduce_sum(flat * flat))
+            return flat * ops.minimum(ops.ones_like(norm), self.clip_value / ops.maximum(norm, 1e-30))
         if self.clip_mode == "value":
-            return _hyper(ops.partial(_clip_value, self.clip_value), grads)
-        return grads
+            return ops.clip_by_value(flat, -self.clip_value, self.clip_value)
+        return flat
 
 
 __all__ = ["AMP_LEVELS", "DEVICE_AMP_LEVEL", "LOSS_SCALE_TYPES", "CLIP_MODES", "PREFIX", "TrainStep",
-           "apply_amp", "resolve_amp_level", "runs_float32_only", "global_norm", "clip_by_global_norm"]
+           "apply_amp", "resolve_amp_level", "runs_float32_only", "global_norm", "clip_by_global_norm", "flatten"]

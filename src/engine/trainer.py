@@ -54,6 +54,9 @@ class TrainState:
     optimizer_steps: int = 0
     skipped_steps: int = 0                # updates skipped on a gradient overflow (loss scaling)
     loss_scale: Optional[float] = None    # the current loss scale (None: no loss scaling)
+    total_steps: int = 0                  # >0: steps of the whole run when epochs differ in length (multigrid)
+    step_in_epoch: int = 0                # optimizer steps done in the current epoch
+    steps_in_call: int = 1                # optimizer steps the last on_step_end covers (the sink size when sinking)
 
 
 class Callback:
@@ -66,14 +69,20 @@ class Callback:
 
 # ----------------------------------------------------------------------------------- loop
 def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndarray, *,
-        callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0) -> TrainState:
+        callbacks: Sequence[Callback], finetune: str = "complete", seed: int = 0,
+        sunk: Optional[Any] = None) -> TrainState:
     """Train from ``state.epoch`` to ``state.epochs``. Each epoch's shuffle is seeded by
     ``seed + epoch``, so a resumed run sees the same batches an uninterrupted one would.
 
     ``state.steps_per_epoch`` counts optimizer steps; each is ``step_cell.accumulate_steps``
     (k) micro-batches, so an epoch reads ``k * steps_per_epoch`` batches and ends with the
     accumulation buffers empty. Callbacks see one ``on_step_end`` per optimizer step, with the
-    mean loss of its k micro-batches and their summed time."""
+    mean loss of its k micro-batches and the time per step.
+
+    ``sunk`` (data sink, :class:`~src.engine.sink.SunkStep` built over ``step_cell``): each call
+    runs ``sunk.steps`` optimizer steps on the device's queue and returns the last micro-batch's
+    loss; callbacks then see one ``on_step_end`` per call (``state.steps_in_call`` steps, the LR of
+    the call's last step, the call's time per step), and the NaN guard checks once per call."""
     k = int(getattr(step_cell, "accumulate_steps", 1))
     scaled = getattr(step_cell, "scaling", False)
     for cb in callbacks:
@@ -83,42 +92,68 @@ def fit(step_cell: TrainStep, loader: Any, state: TrainState, lr_values: np.ndar
         loader.set_epoch(state.epoch)
         step_cell.set_train(True)
         step_cell.net.train_mode(finetune)  # the model owns its freezing
+        if hasattr(loader, "steps_in_epoch"):  # multigrid: each epoch its own count (src/data/multigrid.py)
+            state.steps_per_epoch = loader.steps_in_epoch(state.epoch)
         state.epoch_losses = []
+        state.step_in_epoch = 0
         for cb in callbacks:
             cb.on_epoch_begin(state)
-        batches = stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader)  # a data stop: one line
-        micro_losses: List[float] = []
-        dt = 0.0
-        for i, (video, label) in enumerate(batches):
-            if i >= state.steps_per_epoch * k:
-                break
-            t0 = time.perf_counter()
-            lr = float(lr_values[min(state.global_step, len(lr_values) - 1)])
-            micro_losses.append(float(step_cell(video, label).asnumpy()))
-            dt += time.perf_counter() - t0
-            if len(micro_losses) < k:
-                continue
-            loss = float(np.mean(micro_losses)) if k > 1 else micro_losses[0]
-            micro_losses = []
-            state.global_step += 1
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss} at epoch {state.epoch + 1}, step {state.global_step}; stopping. "
-                    f"Last good checkpoint: {state.last_checkpoint or 'none saved yet'}")
-            if scaled:
-                state.skipped_steps = step_cell.skipped_updates()
-                state.loss_scale = step_cell.current_loss_scale()
-            state.optimizer_steps = state.global_step - state.skipped_steps
-            state.epoch_losses.append(loss)
-            for cb in callbacks:
-                cb.on_step_end(state, loss, lr, dt)
+        if sunk is not None:
+            n = int(sunk.steps)
+            for _ in range(state.steps_per_epoch // n):
+                t0 = time.perf_counter()
+                lr = float(lr_values[min(state.global_step + n - 1, len(lr_values) - 1)])
+                loss = float(sunk())
+                _steps_done(state, step_cell, callbacks, loss, lr, (time.perf_counter() - t0) / n, n, scaled)
+        else:
+            batches = stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader)  # a data stop: one line
+            micro_losses: List[float] = []
             dt = 0.0
+            for i, (video, label) in enumerate(batches):
+                if i >= state.steps_per_epoch * k:
+                    break
+                t0 = time.perf_counter()
+                lr = float(lr_values[min(state.global_step, len(lr_values) - 1)])
+                micro_losses.append(float(step_cell(video, label).asnumpy()))
+                dt += time.perf_counter() - t0
+                if len(micro_losses) < k:
+                    continue
+                loss = float(np.mean(micro_losses)) if k > 1 else micro_losses[0]
+                micro_losses = []
+                _steps_done(state, step_cell, callbacks, loss, lr, dt, 1, scaled)
+                dt = 0.0
         state.epoch += 1
         for cb in callbacks:
             cb.on_epoch_end(state)
     for cb in callbacks:
         cb.on_train_end(state)
     return state
+
+
+def _steps_done(state: TrainState, step_cell: Any, callbacks: Sequence[Callback], loss: float, lr: float,
+                step_time: float, n: int, scaled: bool) -> None:
+    """Book ``n`` finished optimizer steps (1, or a sunk call's) and tell the callbacks."""
+    state.global_step += n
+    state.step_in_epoch += n
+    state.steps_in_call = n
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss is {loss} at epoch {state.epoch + 1}, step {state.global_step}; stopping. "
+            f"Last good checkpoint: {state.last_checkpoint or 'none saved yet'}")
+    if scaled:
+        state.skipped_steps = step_cell.skipped_updates()
+        state.loss_scale = step_cell.current_loss_scale()
+    state.optimizer_steps = state.global_step - state.skipped_steps
+    state.epoch_losses.append(loss)
+    for cb in callbacks:
+        cb.on_step_end(state, loss, lr, step_time)
+
+
+def _crossed(state: TrainState, interval: int) -> bool:
+    """Whether the steps of the last call reached a multiple of ``interval`` steps in the epoch
+    (with one step per call: ``step_in_epoch % interval == 0``)."""
+    s, n = state.step_in_epoch, state.steps_in_call
+    return s // interval != (s - n) // interval
 
 
 # ----------------------------------------------------------------------------------- precise BN
@@ -132,6 +167,9 @@ def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
     net.set_train(True)
     sums = [[np.zeros(c.moving_mean.shape, np.float64), np.zeros(c.moving_mean.shape, np.float64)] for c in bns]
     used = 0
+    mix = getattr(loader, "batch_mix", None)  # MixUp/CutMix off: statistics of plain clips, as SlowFast's
+    if mix is not None:
+        mix.enabled = False
     for video, _label in stop_guard(loader.dataset.create_tuple_iterator(num_epochs=1), loader):
         if used >= num_batches:
             break
@@ -143,6 +181,8 @@ def precise_bn(net: nn.Cell, loader: Any, num_batches: int) -> int:
             acc[0] += (c.moving_mean.asnumpy() - (1 - m) * old_m) / m
             acc[1] += (c.moving_variance.asnumpy() - (1 - m) * old_v) / m
         used += 1
+    if mix is not None:
+        mix.enabled = True
     if used:
         for c, (mean, var) in zip(bns, sums):
             c.moving_mean.set_data(Tensor((mean / used).astype(np.float32)))
@@ -190,17 +230,17 @@ class ProgressLogger(Callback):
         recent = self.times[-50:]
         # the first step of a run includes graph compilation; leave it out of the rate when possible
         per_step = float(np.median(recent[1:] if len(recent) > 1 else recent))
-        remaining = state.epochs * state.steps_per_epoch - state.global_step
+        remaining = (state.total_steps or state.epochs * state.steps_per_epoch) - state.global_step
         clips = state.global_batch / per_step if per_step > 0 else 0.0
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(state.steps_in_call)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{clips:.1f}")
-        step_in_epoch = len(state.epoch_losses)
+        step_in_epoch = state.step_in_epoch
         if state.skipped_steps > self.skipped:
             self.log(f"epoch {state.epoch + 1}/{state.epochs} step {step_in_epoch} (global {state.global_step}): "
                      f"gradient overflow, update skipped; loss scale now {state.loss_scale:g}")
             self.skipped = state.skipped_steps
-        if step_in_epoch % self.log_interval == 0 or step_in_epoch == state.steps_per_epoch:
+        if _crossed(state, self.log_interval) or step_in_epoch == state.steps_per_epoch:
             scale = (f" loss scale {state.loss_scale:g} ({state.skipped_steps} skipped on overflow)"
                      if state.loss_scale is not None else "")
             self.log(f"epoch {state.epoch + 1}/{state.epochs} step {step_in_epoch}/{state.steps_per_epoch} "
@@ -339,7 +379,7 @@ class MetricsWriter(Callback):
         append_text(self.path, json.dumps(record) + "\n")
 
     def on_step_end(self, state: TrainState, loss: float, lr: float, step_time: float) -> None:
-        if len(state.epoch_losses) % self.log_interval == 0:
+        if _crossed(state, self.log_interval):
             rec = {"kind": "step", "epoch": state.epoch + 1, "global_step": state.global_step,
                    "loss": loss, "lr": lr, "clips_per_s": state.global_batch / max(step_time, 1e-9)}
             if state.loss_scale is not None:  # loss scaling: the scale and the updates skipped so far

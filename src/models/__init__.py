@@ -11,6 +11,7 @@ from .layers import BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, set_default_i
 from .x3d import X3D, create_x3d, round_width  # noqa: F401
 from . import e3d_squeezenet, e3d_resnet  # noqa: F401  (registers)
 from . import e3d_mobilenet, e3d_mobilenetv2, e3d_shufflenet, e3d_shufflenetv2  # noqa: F401  (registers)
+from . import movinet, movinet_weights  # noqa: F401  (registers MoViNet and its port's weight layout)
 
 
 def build_model(model_cfg: Any, **runtime_args: Any) -> VideoClassifier:

@@ -35,7 +35,7 @@ from .base import attach_pretrained_cfg, register_model
 from .e3d_common import (test_view_of, E3D_CFG, KAIMING_FAN_OUT, NORMAL_001, IndexedSequential, LightE3D, Shape,
                          chain_flops, check_channels, check_clip, check_dropout, check_width, conv3d,
                          conv_bn_act, conv_cost, depthwise3d, stem_cost)
-from .layers import BatchNorm3d
+from .layers import BatchNorm3d, DropPath, drop_path_rates
 
 # (expansion t, channels c, repeats n, first stride s)
 MOBILENETV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -45,10 +45,14 @@ MOBILENETV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 
 class InvertedResidual(nn.Cell):
     """``conv`` = [pw BN ReLU6] dw BN ReLU6 pw BN, plus the input when stride 1 and in == out."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, expand_ratio: int) -> None:
+    def __init__(self, dim_in: int, dim_out: int, stride: int, expand_ratio: int,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         hidden = round(dim_in * expand_ratio)
         self.use_residual = stride == 1 and dim_in == dim_out
+        self.use_drop_path = self.use_residual and drop_path_rate > 0  # only a block with a shortcut
+        if self.use_drop_path:
+            self.drop_path = DropPath(drop_path_rate)
         cells: List[nn.Cell] = []
         if expand_ratio != 1:
             cells += [conv3d(dim_in, hidden, 1, init=KAIMING_FAN_OUT), BatchNorm3d(hidden), nn.ReLU6()]
@@ -60,6 +64,8 @@ class InvertedResidual(nn.Cell):
         self.dims = (dim_in, hidden, dim_out, stride, expand_ratio)
 
     def construct(self, x):
+        if self.use_drop_path:
+            return x + self.drop_path(self.conv(x))
         if self.use_residual:
             return x + self.conv(x)
         return self.conv(x)
@@ -81,17 +87,24 @@ class MobileNetV2_3D(LightE3D):
     classifier_init = NORMAL_001
 
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 600, num_frames: int = 16,
-                 crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> None:
+                 crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         dim = int(32 * width_mult)
         last = int(1280 * width_mult) if width_mult > 1.0 else 1280
         cells: List[nn.Cell] = [conv_bn_act(in_channels, dim, 3, stride=(1, 2, 2), act=nn.ReLU6,
                                             init=KAIMING_FAN_OUT)]
+        plan = []  # (in, out, stride, expansion) of each inverted residual
         for t, c, n, s in MOBILENETV2_SETTINGS:
             out = int(c * width_mult)
             for i in range(n):
-                cells.append(InvertedResidual(dim, out, s if i == 0 else 1, t))
+                plan.append((dim, out, s if i == 0 else 1, t))
                 dim = out
+        # stochastic depth: linear over the blocks that have a shortcut (stride 1, in == out)
+        rates = drop_path_rates(drop_path_rate, sum(1 for i, o, s, _ in plan if s == 1 and i == o))
+        for dim_in, out, s, t in plan:
+            rate = rates.pop(0) if s == 1 and dim_in == out else 0.0
+            cells.append(InvertedResidual(dim_in, out, s, t, drop_path_rate=rate))
         cells.append(conv_bn_act(dim, last, 1, act=nn.ReLU6, init=KAIMING_FAN_OUT))
         self.features = IndexedSequential(cells)
         self.stem_dim = cells[0][0].dim_out
@@ -111,14 +124,17 @@ class MobileNetV2_3D(LightE3D):
 
 @register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_mobilenetv2(*, width_mult: float = 1.0, num_classes: int = 600, num_frames: int = 16,
-                    crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> MobileNetV2_3D:
-    """3D MobileNetV2 (paper widths 0.2/0.45/0.7/1.0x; any positive ``width_mult`` builds)."""
+                    crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3,
+                    drop_path_rate: float = 0.0) -> MobileNetV2_3D:
+    """3D MobileNetV2 (paper widths 0.2/0.45/0.7/1.0x; any positive ``width_mult`` builds).
+    ``drop_path_rate`` (not in the reference): stochastic depth on the blocks with a shortcut."""
     check_width(width_mult, "e3d_mobilenetv2")
     check_dropout(dropout_rate)
+    check_dropout(drop_path_rate, "model.drop_path_rate")
     check_channels(width_mult, min(int(32 * width_mult), int(16 * width_mult)), "e3d_mobilenetv2")
     kwargs = dict(width_mult=width_mult, num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
                   dropout_rate=dropout_rate, in_channels=in_channels)
-    return attach_pretrained_cfg(MobileNetV2_3D(**kwargs), "e3d_mobilenetv2", kwargs)
+    return attach_pretrained_cfg(MobileNetV2_3D(**kwargs, drop_path_rate=drop_path_rate), "e3d_mobilenetv2", kwargs)
 
 
 __all__ = ["MobileNetV2_3D", "InvertedResidual", "e3d_mobilenetv2"]

@@ -38,8 +38,8 @@ from mindspore.common.initializer import HeUniform, Uniform
 
 from .base import FlopsSequential, VideoClassifier, attach_pretrained_cfg, register_model
 from .e3d_common import (test_view_of, BN_OPS, E3D_CFG, FixedAvgPool, IndexedSequential, MaxPool3d, Shape, check_choice,
-                         check_positive_int, check_sizes)
-from .layers import BatchNorm3d, Conv3d, conv_out_size
+                         check_dropout, check_positive_int, check_sizes)
+from .layers import BatchNorm3d, Conv3d, DropPath, conv_out_size, drop_path_rates
 
 # FLOPs = multiply-adds of convolutions and linear layers + 2 per BatchNorm output element (BN_OPS, the
 # convention of x3d.py). The paper's MFLOPs (thop, batch 1) also count ReLU, pools, additions and
@@ -86,8 +86,10 @@ class BasicBlock(nn.Cell):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: Optional[nn.Cell] = None) -> None:
+    def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: Optional[nn.Cell] = None,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
+        _set_drop_path(self, drop_path_rate)
         self.conv1 = Conv3d(inplanes, planes, 3, stride=stride, padding=1)
         self.bn1 = BatchNorm3d(planes)
         self.conv2 = Conv3d(planes, planes, 3, padding=1)
@@ -102,6 +104,8 @@ class BasicBlock(nn.Cell):
     def construct(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.use_drop_path:
+            out = self.drop_path(out)
         residual = self.downsample(x) if self.has_downsample else x
         return self.relu(out + residual)
 
@@ -120,8 +124,9 @@ class Bottleneck(nn.Cell):
     groups = cardinality, out = 2 planes."""
 
     def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: Optional[nn.Cell] = None,
-                 cardinality: int = 0) -> None:
+                 cardinality: int = 0, drop_path_rate: float = 0.0) -> None:
         super().__init__()
+        _set_drop_path(self, drop_path_rate)
         self.expansion = 2 if cardinality else 4
         mid = cardinality * int(planes / 32) if cardinality else planes
         out = planes * self.expansion
@@ -143,6 +148,8 @@ class Bottleneck(nn.Cell):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
+        if self.use_drop_path:
+            y = self.drop_path(y)
         residual = self.downsample(x) if self.has_downsample else x
         return self.relu(y + residual)
 
@@ -153,6 +160,14 @@ class Bottleneck(nn.Cell):
         n1, n2, n3 = mid * t * h * w, mid * to * ho * wo, out * to * ho * wo
         macs = n1 * cin + n2 * (mid // groups) * 27 + n3 * mid + BN_OPS * (n1 + n2 + n3)
         return macs + _downsample_flops(self, n3), (out, to, ho, wo)
+
+
+def _set_drop_path(block: nn.Cell, rate: float) -> None:
+    """Stochastic depth on the block's residual branch (every block, shortcut A or B as well as
+    identity, as timm's ResNet); rate 0 builds no random op, so the block is as before."""
+    block.use_drop_path = rate > 0
+    if block.use_drop_path:
+        block.drop_path = DropPath(rate)
 
 
 def _downsample_flops(block: nn.Cell, n_out: int) -> int:
@@ -172,8 +187,9 @@ class ResNet3D(VideoClassifier):
 
     def __init__(self, *, depth: int, shortcut: str, cardinality: int = 0, num_classes: int = 600,
                  num_frames: int = 16, crop_size: int = 112, in_channels: int = 3,
-                 zero_init_residual: bool = False) -> None:
+                 zero_init_residual: bool = False, drop_path_rate: float = 0.0) -> None:
         super().__init__()
+        rates = drop_path_rates(drop_path_rate, sum(BLOCKS[depth]))  # linear over every block
         bottleneck = depth >= 50
         widths = (128, 256, 512, 1024) if cardinality else (64, 128, 256, 512)
         expansion = (2 if cardinality else 4) if bottleneck else 1
@@ -195,7 +211,8 @@ class ResNet3D(VideoClassifier):
                     downsample.conv_bn_pairs = (("0", "1"),)
             blocks = []
             for j in range(n_blocks):
-                kw = dict(stride=stride if j == 0 else 1, downsample=downsample if j == 0 else None)
+                kw = dict(stride=stride if j == 0 else 1, downsample=downsample if j == 0 else None,
+                          drop_path_rate=rates.pop(0))
                 if bottleneck:
                     blocks.append(Bottleneck(inplanes if j == 0 else out, planes, cardinality=cardinality, **kw))
                 else:
@@ -253,18 +270,22 @@ class ResNet3D(VideoClassifier):
 
 @register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, num_frames: int = 16,
-               crop_size: int = 112, in_channels: int = 3, zero_init_residual: bool = False) -> ResNet3D:
+               crop_size: int = 112, in_channels: int = 3, zero_init_residual: bool = False,
+               drop_path_rate: float = 0.0) -> ResNet3D:
     """3D ResNet-``depth`` (10/18/34 basic, 50/101/152/200 bottleneck) with shortcut ``A``
     (parameter-free, as the paper's FLOPs) or ``B`` (conv + BN, as the published training runs).
 
     ``zero_init_residual`` (not in the reference; torchvision's option of that name): the last
     BatchNorm of every block starts with gamma 0, so training from scratch starts from the
-    shortcuts alone (what lets the deep bottleneck networks learn the small demo at batch 8)."""
+    shortcuts alone (what lets the deep bottleneck networks learn the small demo at batch 8).
+    ``drop_path_rate`` (not in the reference): stochastic depth, linear over all blocks; 0 = off."""
     check_choice("model.depth", depth, tuple(BLOCKS))
     check_choice("model.shortcut", shortcut, SHORTCUTS)
     check_sizes(num_classes, num_frames, crop_size, in_channels)
+    check_dropout(drop_path_rate, "model.drop_path_rate")
     net = ResNet3D(depth=depth, shortcut=shortcut, num_classes=num_classes, num_frames=num_frames,
-                   crop_size=crop_size, in_channels=in_channels, zero_init_residual=zero_init_residual)
+                   crop_size=crop_size, in_channels=in_channels, zero_init_residual=zero_init_residual,
+                   drop_path_rate=drop_path_rate)
     net.arch = f"e3d_resnet (depth={depth}, shortcut={shortcut})"
     return attach_pretrained_cfg(net, "e3d_resnet", dict(num_classes=num_classes, num_frames=num_frames,
                                                          crop_size=crop_size))
@@ -273,9 +294,9 @@ def e3d_resnet(*, depth: int = 18, shortcut: str = "A", num_classes: int = 600, 
 @register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B", num_classes: int = 600,
                 num_frames: int = 16, crop_size: int = 112, in_channels: int = 3,
-                zero_init_residual: bool = False) -> ResNet3D:
+                zero_init_residual: bool = False, drop_path_rate: float = 0.0) -> ResNet3D:
     """3D ResNeXt-``depth`` (50/101/152), grouped 3x3x3 with ``cardinality`` groups, shortcut B
-    (``zero_init_residual``: as for :func:`e3d_resnet`).
+    (``zero_init_residual``, ``drop_path_rate``: as for :func:`e3d_resnet`).
 
     The reference sizes fc as cardinality * 64 inputs, which equals layer4's 2048 channels only at
     cardinality 32 (the only value it can run); here fc takes layer4's channels."""
@@ -283,9 +304,10 @@ def e3d_resnext(*, depth: int = 101, cardinality: int = 32, shortcut: str = "B",
     check_choice("model.shortcut", shortcut, SHORTCUTS)
     check_positive_int("model.cardinality", cardinality)
     check_sizes(num_classes, num_frames, crop_size, in_channels)
+    check_dropout(drop_path_rate, "model.drop_path_rate")
     net = ResNet3D(depth=depth, shortcut=shortcut, cardinality=cardinality, num_classes=num_classes,
                    num_frames=num_frames, crop_size=crop_size, in_channels=in_channels,
-                   zero_init_residual=zero_init_residual)
+                   zero_init_residual=zero_init_residual, drop_path_rate=drop_path_rate)
     net.arch = f"e3d_resnext (depth={depth}, cardinality={cardinality}, shortcut={shortcut})"
     return attach_pretrained_cfg(net, "e3d_resnext", dict(num_classes=num_classes, num_frames=num_frames,
                                                           crop_size=crop_size))

@@ -43,7 +43,7 @@ from ..errors import UserError
 from .base import attach_pretrained_cfg, register_model
 from .e3d_common import (test_view_of, E3D_CFG, IndexedSequential, LightE3D, MaxPool3d, Shape, chain_flops, channel_shuffle,
                          check_dropout, check_width, conv3d, conv_bn_act, conv_cost, depthwise3d, stem_cost)
-from .layers import BatchNorm3d
+from .layers import BatchNorm3d, DropPath, drop_path_rates
 
 SHUFFLENET_WIDTHS: Dict[int, Tuple[int, int, int, int]] = {
     1: (24, 144, 288, 567), 2: (24, 200, 400, 800), 3: (24, 240, 480, 960),
@@ -78,9 +78,14 @@ class ShuffleBottleneck(nn.Cell):
     """conv1 (grouped 1x1x1) BN ReLU shuffle -> conv2 (dw 3x3x3) BN -> conv3 (grouped 1x1x1) BN,
     then ReLU(+ x) or, when striding, ReLU(concat[branch, avg-pooled x])."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, groups: int) -> None:
+    def __init__(self, dim_in: int, dim_out: int, stride: int, groups: int, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         mid = dim_out // 4
+        # stochastic depth only where the branch is summed with x (stride 1): dropping the branch of a
+        # stride-2 block would zero its new channels, not skip the block
+        self.use_drop_path = stride == 1 and drop_path_rate > 0
+        if self.use_drop_path:
+            self.drop_path = DropPath(drop_path_rate)
         branch_out = dim_out - dim_in if stride == 2 else dim_out
         g1 = 1 if dim_in == 24 else groups
         self.conv1 = conv3d(dim_in, mid, 1, groups=g1)
@@ -103,6 +108,8 @@ class ShuffleBottleneck(nn.Cell):
         out = self.bn3(self.conv3(self.bn2(self.conv2(out))))
         if self.stride == 2:
             return self.relu(ops.cat((out, self.shortcut(x)), axis=1))
+        if self.use_drop_path:
+            out = self.drop_path(out)
         return self.relu(out + x)
 
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
@@ -128,14 +135,17 @@ class ShuffleNet3D(LightE3D):
 
     def __init__(self, *, width_mult: float = 1.0, groups: int = 3, num_classes: int = 600,
                  num_frames: int = 16, crop_size: int = 112, dropout_rate: float = 0.2,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         plan = shufflenet_plan(width_mult, groups)
         stem = plan[0][0][0]
         self.conv1 = conv_bn_act(in_channels, stem, 3, stride=(1, 2, 2))
         self.maxpool = MaxPool3d(3, 2, 1)
+        # stochastic depth: linear over the stride-1 (summed) blocks of the three layers
+        rates = drop_path_rates(drop_path_rate, sum(1 for layer in plan for _, _, s in layer if s == 1))
         self.layer1, self.layer2, self.layer3 = (
-            IndexedSequential([ShuffleBottleneck(i, o, s, groups) for i, o, s in layer]) for layer in plan)
+            IndexedSequential([ShuffleBottleneck(i, o, s, groups, rates.pop(0) if s == 1 else 0.0)
+                               for i, o, s in layer]) for layer in plan)
         self.stem_dim, self.groups = stem, groups
         self._setup(num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
                     in_channels=in_channels, dropout_rate=dropout_rate, dim_out=plan[-1][-1][1])
@@ -154,16 +164,19 @@ class ShuffleNet3D(LightE3D):
 
 @register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_shufflenet(*, width_mult: float = 1.0, groups: int = 3, num_classes: int = 600, num_frames: int = 16,
-                   crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3) -> ShuffleNet3D:
-    """3D ShuffleNet v1 (paper: groups 3, widths 0.5/1.0/1.5/2.0x; groups 1, 2, 4, 8 also build)."""
+                   crop_size: int = 112, dropout_rate: float = 0.2, in_channels: int = 3,
+                   drop_path_rate: float = 0.0) -> ShuffleNet3D:
+    """3D ShuffleNet v1 (paper: groups 3, widths 0.5/1.0/1.5/2.0x; groups 1, 2, 4, 8 also build).
+    ``drop_path_rate`` (not in the reference): stochastic depth on the stride-1 blocks."""
     check_dropout(dropout_rate)
+    check_dropout(drop_path_rate, "model.drop_path_rate")
     shufflenet_plan(width_mult, groups)  # one-line UserError for bad width/groups before building
     if ((num_frames + 1) // 2) % 8:
         raise UserError(f"model.num_frames: e3d_shufflenet needs ceil(num_frames / 2) to be a multiple of 8 "
                         f"(15, 16, 31, 32, ...), got {num_frames}")
     kwargs = dict(width_mult=width_mult, groups=groups, num_classes=num_classes, num_frames=num_frames,
                   crop_size=crop_size, dropout_rate=dropout_rate, in_channels=in_channels)
-    return attach_pretrained_cfg(ShuffleNet3D(**kwargs), "e3d_shufflenet", kwargs)
+    return attach_pretrained_cfg(ShuffleNet3D(**kwargs, drop_path_rate=drop_path_rate), "e3d_shufflenet", kwargs)
 
 
 __all__ = ["ShuffleNet3D", "ShuffleBottleneck", "e3d_shufflenet", "shufflenet_plan", "SHUFFLENET_WIDTHS"]

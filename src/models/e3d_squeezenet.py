@@ -32,7 +32,7 @@ from mindspore import nn, ops
 from .base import VideoClassifier, attach_pretrained_cfg, register_model
 from .e3d_common import (test_view_of, BN_OPS, E3D_CFG, FixedAvgPool, IndexedSequential, MaxPool3d, Shape, check_choice,
                          check_dropout, check_positive_int, check_sizes)
-from .layers import BatchNorm3d, Conv3d, conv_out_size
+from .layers import BatchNorm3d, Conv3d, DropPath, conv_out_size, drop_path_rates
 
 VERSIONS = ("1.0", "1.1")
 
@@ -40,9 +40,12 @@ VERSIONS = ("1.0", "1.1")
 class Fire(nn.Cell):
     """squeeze -> BN -> ReLU -> [expand1x1 -> BN, expand3x3 -> BN] concat (+ x) -> ReLU."""
 
-    def __init__(self, inplanes: int, squeeze: int, e1: int, e3: int) -> None:
+    def __init__(self, inplanes: int, squeeze: int, e1: int, e3: int, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.bypass = inplanes == e1 + e3
+        self.use_drop_path = self.bypass and drop_path_rate > 0  # stochastic depth where x is added
+        if self.use_drop_path:
+            self.drop_path = DropPath(drop_path_rate)
         self.squeeze = Conv3d(inplanes, squeeze, 1, has_bias=True)
         self.squeeze_bn = BatchNorm3d(squeeze)
         self.expand1x1 = Conv3d(squeeze, e1, 1, has_bias=True)
@@ -57,6 +60,8 @@ class Fire(nn.Cell):
     def construct(self, x):
         s = self.relu(self.squeeze_bn(self.squeeze(x)))
         out = ops.concat((self.expand1x1_bn(self.expand1x1(s)), self.expand3x3_bn(self.expand3x3(s))), axis=1)
+        if self.use_drop_path:
+            out = self.drop_path(out)
         if self.bypass:
             out = out + x
         return self.relu(out)
@@ -85,9 +90,14 @@ class SqueezeNet3D(VideoClassifier):
     """features (``forward_features``) -> classifier (dropout, conv 1x1x1, ReLU, avg pool)."""
 
     def __init__(self, *, version: str = "1.1", num_classes: int = 600, num_frames: int = 16,
-                 crop_size: int = 112, in_channels: int = 3, dropout_rate: float = 0.5) -> None:
+                 crop_size: int = 112, in_channels: int = 3, dropout_rate: float = 0.5,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         (stem_out, k, pad), layout, fire_args = _fires(version)
+        # stochastic depth: linear over the bypassed Fires (in == out: every second one)
+        ins = [stem_out] + [e1 + e3 for _, e1, e3 in fire_args[:-1]]
+        bypassed = [cin == e1 + e3 for cin, (_, e1, e3) in zip(ins, fire_args)]
+        rates = drop_path_rates(drop_path_rate, sum(bypassed))
         cells = [Conv3d(in_channels, stem_out, k, stride=(1, 2, 2), padding=pad, has_bias=True),
                  BatchNorm3d(stem_out), nn.ReLU(), MaxPool3d(3, 2, 1)]
         cin, i = stem_out, 0
@@ -96,7 +106,7 @@ class SqueezeNet3D(VideoClassifier):
                 cells.append(MaxPool3d(3, 2, 1))
             else:
                 sq, e1, e3 = fire_args[i]
-                cells.append(Fire(cin, sq, e1, e3))
+                cells.append(Fire(cin, sq, e1, e3, rates.pop(0) if bypassed[i] else 0.0))
                 cin, i = e1 + e3, i + 1
         self.features = IndexedSequential(cells)
         self.features.conv_bn_pairs = (("0", "1"),)
@@ -151,15 +161,17 @@ class SqueezeNet3D(VideoClassifier):
 
 @register_model(E3D_CFG, record_updates=test_view_of)
 def e3d_squeezenet(*, version: str = "1.1", num_classes: int = 600, num_frames: int = 16, crop_size: int = 112,
-                   in_channels: int = 3, dropout_rate: float = 0.5) -> SqueezeNet3D:
-    """3D SqueezeNet ``version`` "1.1" (the paper's: 3x3x3 stem, 64 channels) or "1.0" (7x7x7, 96)."""
+                   in_channels: int = 3, dropout_rate: float = 0.5, drop_path_rate: float = 0.0) -> SqueezeNet3D:
+    """3D SqueezeNet ``version`` "1.1" (the paper's: 3x3x3 stem, 64 channels) or "1.0" (7x7x7, 96).
+    ``drop_path_rate`` (not in the reference): stochastic depth on the bypassed Fires."""
     if isinstance(version, float):  # YAML reads `version: 1.1` as a number
         version = f"{version:.1f}"
     check_choice("model.version", version, VERSIONS)
     check_sizes(num_classes, num_frames, crop_size, in_channels)
     check_dropout(dropout_rate)
+    check_dropout(drop_path_rate, "model.drop_path_rate")
     net = SqueezeNet3D(version=version, num_classes=num_classes, num_frames=num_frames, crop_size=crop_size,
-                       in_channels=in_channels, dropout_rate=dropout_rate)
+                       in_channels=in_channels, dropout_rate=dropout_rate, drop_path_rate=drop_path_rate)
     net.arch = f"e3d_squeezenet (version={version})"
     return attach_pretrained_cfg(net, "e3d_squeezenet", dict(num_classes=num_classes, num_frames=num_frames,
                                                              crop_size=crop_size))

@@ -31,9 +31,10 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
+from ..errors import UserError
 from .base import FlopsSequential, PretrainedCfg, VideoClassifier, attach_pretrained_cfg, count_params, register_model
-from .layers import (BatchNorm3d, ChannelwiseConv3d, SpatialConv3d, Swish, avg_pool_head,
-                     ceil_div, conv_out_size, global_avg_pool, PointwiseConv3d)
+from .layers import (BatchNorm3d, ChannelwiseConv3d, DropPath, SpatialConv3d, Swish, avg_pool_head,
+                     ceil_div, conv_out_size, drop_path_rates, global_avg_pool, PointwiseConv3d)
 
 Shape = Tuple[int, int, int, int]  # (C, T, H, W) of one clip
 
@@ -161,11 +162,15 @@ class BottleneckBranch(nn.Cell):
 
 
 class ResBlock(nn.Cell):
-    """relu(shortcut(x) + branch2(x)); the shortcut is 1x1x1 conv + BN when shape changes."""
+    """relu(shortcut(x) + branch2(x)); the shortcut is 1x1x1 conv + BN when shape changes.
+    ``drop_path_rate`` > 0: stochastic depth on branch2 in training (``layers/drop_path.py``)."""
 
     def __init__(self, *, dim_in: int, dim_inner: int, dim_out: int, spatial_stride: int,
-                 temporal_kernel: int, se_ratio: float, conv_impl: str) -> None:
+                 temporal_kernel: int, se_ratio: float, conv_impl: str, drop_path_rate: float = 0.0) -> None:
         super().__init__()
+        self.use_drop_path = drop_path_rate > 0  # 0: no random op is built, the block is as before
+        if self.use_drop_path:
+            self.drop_path = DropPath(drop_path_rate)
         self.has_branch1 = dim_in != dim_out or spatial_stride != 1
         if self.has_branch1:
             self.branch1 = PointwiseConv3d(dim_in, dim_out, stride=(1, spatial_stride, spatial_stride))
@@ -181,7 +186,9 @@ class ResBlock(nn.Cell):
     def construct(self, x):
         shortcut = self.branch1_bn(self.branch1(x)) if self.has_branch1 else x
         if self.bn_folded:  # conv c sums the shortcut and applies the ReLU in its own pass
-            return self.branch2(x, shortcut)
+            return self.branch2(x, shortcut)  # (folding is for eval, where drop path is the identity)
+        if self.use_drop_path:
+            return self.relu(shortcut + self.drop_path(self.branch2(x)))
         return self.relu(shortcut + self.branch2(x))
 
     def flops(self, shape: Shape) -> Tuple[int, Shape]:
@@ -194,9 +201,10 @@ class ResBlock(nn.Cell):
 
 def create_x3d_res_block(*, dim_in: int, dim_inner: int, dim_out: int, spatial_stride: int = 1,
                          temporal_kernel: int = 3, se_ratio: float = 0.0625,
-                         conv_impl: str = "auto") -> ResBlock:
+                         conv_impl: str = "auto", drop_path_rate: float = 0.0) -> ResBlock:
     return ResBlock(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out, spatial_stride=spatial_stride,
-                    temporal_kernel=temporal_kernel, se_ratio=se_ratio, conv_impl=conv_impl)
+                    temporal_kernel=temporal_kernel, se_ratio=se_ratio, conv_impl=conv_impl,
+                    drop_path_rate=drop_path_rate)
 
 
 class ResStage(FlopsSequential):
@@ -205,11 +213,13 @@ class ResStage(FlopsSequential):
 
 def create_x3d_res_stage(*, depth: int, dim_in: int, dim_inner: int, dim_out: int,
                          spatial_stride: int = 2, temporal_kernel: int = 3, se_ratio: float = 0.0625,
-                         conv_impl: str = "auto") -> ResStage:
+                         conv_impl: str = "auto", drop_path_rates: Optional[Sequence[float]] = None) -> ResStage:
+    rates = list(drop_path_rates) if drop_path_rates is not None else [0.0] * depth
     blocks = [create_x3d_res_block(dim_in=dim_in if i == 0 else dim_out, dim_inner=dim_inner,
                                    dim_out=dim_out, spatial_stride=spatial_stride if i == 0 else 1,
                                    temporal_kernel=temporal_kernel,
-                                   se_ratio=se_ratio if (i + 1) % 2 else 0.0, conv_impl=conv_impl)
+                                   se_ratio=se_ratio if (i + 1) % 2 else 0.0, conv_impl=conv_impl,
+                                   drop_path_rate=rates[i])
               for i in range(depth)]
     return ResStage(blocks)
 
@@ -354,8 +364,12 @@ def create_x3d(*, num_classes: int = 400, num_frames: int = 13, crop_size: int =
                base_width: int = 12, bottleneck_factor: float = 2.25, se_ratio: float = 0.0625,
                stem_temporal_kernel: int = 5, head_dim: int = 2048, dropout_rate: float = 0.5,
                head_activation: str = "softmax", conv_impl: str = "auto",
-               stem_impl: str = "auto") -> X3D:
-    """Build X3D from its expansion factors (the paper's defaults are those of X3D-S)."""
+               stem_impl: str = "auto", drop_path_rate: float = 0.0) -> X3D:
+    """Build X3D from its expansion factors (the paper's defaults are those of X3D-S).
+    ``drop_path_rate``: stochastic depth, linear over the blocks of res2..res5 (0 for the first,
+    the rate for the last; 0 = off)."""
+    if isinstance(drop_path_rate, bool) or not 0.0 <= drop_path_rate < 1.0:
+        raise UserError(f"model.drop_path_rate: expected a probability in [0, 1), got {drop_path_rate!r}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if crop_size < 32:
@@ -368,12 +382,16 @@ def create_x3d(*, num_classes: int = 400, num_frames: int = 13, crop_size: int =
     for _ in range(3):
         bases.append(round_width(bases[-1], 2.0))
     stages, dim_in = [], stem_out
-    for base, repeats in zip(bases, (1, 2, 5, 3)):
+    depths = [round_repeats(repeats, depth_factor) for repeats in (1, 2, 5, 3)]
+    rates = drop_path_rates(drop_path_rate, sum(depths))
+    for base, depth in zip(bases, depths):
         dim_out = round_width(base, width_factor)
         dim_inner = int(bottleneck_factor * dim_out)
-        stages.append(create_x3d_res_stage(depth=round_repeats(repeats, depth_factor), dim_in=dim_in,
+        stages.append(create_x3d_res_stage(depth=depth, dim_in=dim_in,
                                            dim_inner=dim_inner, dim_out=dim_out, spatial_stride=2,
-                                           se_ratio=se_ratio, conv_impl=conv_impl))
+                                           se_ratio=se_ratio, conv_impl=conv_impl,
+                                           drop_path_rates=rates[:depth]))
+        rates = rates[depth:]
         dim_in = dim_out
     pool = (num_frames, ceil_div(crop_size, 32), ceil_div(crop_size, 32))
     head = create_x3d_head(dim_in=dim_in, dim_inner=int(bottleneck_factor * dim_in), dim_out=head_dim,

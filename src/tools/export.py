@@ -34,6 +34,14 @@ The conv formulation is chosen for the format, since the CPU default (``cpp``, a
   ``AvgPool3D`` has no ONNX converter: the network's ``prepare_export("ONNX")`` writes X3D's head
   pool at a test crop above the train crop as one slice + mean per pooled position.
 
+``--stream`` (streamable, i.e. causal, networks: MoViNet ``model.causal: true``; MINDIR only)
+exports the stream step instead, ``step(x, *states) -> (logits, *states')`` with x (N, 3, 1, S, S)
+(one frame, N = ``--batch``, default 1) and the states in ``state_names()`` order as further inputs
+and outputs (``docs/streaming.md``); the metadata adds ``stream``: the state names, shapes and
+dtypes, so ``infer.py --mindir FILE`` runs it one frame per step. It is verified by running both
+the file and the checkpoint's step over a few frames from zero states, comparing the logits and
+every state.
+
 Every file is checked before it is published: it is loaded with its runtime (``nn.GraphCell`` /
 onnxruntime), run on a random clip and compared with the checkpoint network; above the tolerance
 nothing is written. The file is written to a temporary name and renamed. Errors are one
@@ -411,6 +419,80 @@ def _export(cfg: Any, ckpt: str, fmt: str, out: str, *, batch: Optional[int], fr
     return summary
 
 
+STREAM_VERIFY_STEPS = 3  # frames the stream step is checked over (the state carried between them)
+
+
+def export_stream(cfg: Any, ckpt: str, out: str, *, batch: int = 1, crop: int, conv_impl: Optional[str] = None,
+                  verify: bool = True, seed: int = 0, fold_bn: bool = True,
+                  class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Export the stream step of a causal network as MINDIR (module doc), verify it over
+    :data:`STREAM_VERIFY_STEPS` frames against the unfolded checkpoint network's step (logits and
+    states), then publish ``out`` atomically."""
+    import json
+    import mindspore as ms
+    from ..engine.inference import METADATA_KEY, export_metadata
+
+    if not os.path.isfile(ckpt):
+        raise ExportError(f"{ckpt}: checkpoint not found")
+    impl = canonical_conv_impl(conv_impl) or DEFAULT_IMPL["MINDIR"]
+    model = load_for_export(cfg, ckpt, impl, fold_bn=fold_bn)
+    net = model.net
+    if not getattr(net, "streamable", False):
+        raise ExportError(f"--stream: model {cfg['model']['type']} is not a streamable (causal) network; "
+                          f"use a stream config (model.causal: true, e.g. src/config/movinet_a0_stream.yaml)")
+    step = net.stream_step()
+    states = net.init_states(batch, crop, crop)
+    shape = (batch, 3, 1, crop, crop)
+    data = model.data_config
+    data = data.replace(crop_size=crop, short_side=max(data.short_side, crop))
+    metadata = export_metadata(data, model=str(cfg["model"]["type"]), num_classes=model.num_classes,
+                               class_names=class_names if class_names is not None else model.class_names,
+                               input_shape=shape)
+    metadata["stream"] = {"state_names": list(net.state_names()),
+                          "state_shapes": [list(s.shape) for s in states],
+                          "state_dtypes": [str(s.asnumpy().dtype) for s in states], "chunk_frames": 1}
+    summary: Dict[str, Any] = {"format": "MINDIR", "conv_impl": impl, "bn_folded": fold_bn, "input": shape,
+                               "out": out, "metadata": metadata, "states": len(states)}
+
+    def store(proto: Any) -> None:
+        proto.user_info[METADATA_KEY] = json.dumps(metadata)
+
+    def export_and_verify(tmp: str) -> None:
+        try:
+            ms.export(step, ms.Tensor(np.zeros(shape, np.float32)), *states, file_name=tmp[: -len(".mindir")],
+                      file_format="MINDIR", custom_func=store)
+        except (RuntimeError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"MINDIR export failed: {first}") from None
+        if not os.path.isfile(tmp):
+            raise ExportError(f"MindSpore did not write {tmp}")
+        if verify:
+            from mindspore import nn
+            reference = build_for_export(cfg, ckpt, impl)  # BatchNorm as trained (not folded)
+            ref_step, graph = reference.stream_step(), nn.GraphCell(ms.load(tmp))
+            frames = np.random.default_rng(seed).random((STREAM_VERIFY_STEPS,) + shape, dtype=np.float32)
+            want, got = reference.init_states(batch, crop, crop), states
+            diff, scale = 0.0, 1.0
+            for x in frames:
+                expected, actual = ref_step(ms.Tensor(x), *want), graph(ms.Tensor(x), *got)
+                if len(actual) != len(expected):
+                    raise ExportError(f"MINDIR: the stream step returns {len(actual)} outputs, expected "
+                                      f"{len(expected)}; nothing written")
+                for e, a in zip(expected, actual):
+                    e, a = e.asnumpy().astype(np.float64), a.asnumpy().astype(np.float64)
+                    diff, scale = max(diff, float(np.abs(a - e).max())), max(scale, float(np.abs(e).max()))
+                want, got = tuple(expected[1:]), tuple(actual[1:])
+            summary["max_abs_diff"] = diff
+            limit = TOLERANCE["MINDIR"] * scale
+            if not diff <= limit:
+                raise ExportError(f"MINDIR: the stream step differs from the checkpoint by {diff:.3g} "
+                                  f"(> {limit:.3g}) over {STREAM_VERIFY_STEPS} frames; nothing written")
+        os.chmod(tmp, 0o644)
+
+    atomic_write(out, export_and_verify)
+    return summary
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m src.tools.export", description=__doc__.split("\n")[0])
     parser.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt) to export")
@@ -427,6 +509,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="channelwise conv formulation (default: banded for MINDIR, native for ONNX); "
                              "cpp: MINDIR with this machine's C++ CPU kernels (fastest on CPU, not portable); "
                              "fold and custom: deprecated spellings of banded and cpp")
+    parser.add_argument("--stream", action="store_true",
+                        help="streamable (causal) models: export the stream step, one frame in with the "
+                             "states, logits and the new states out (MINDIR; --batch: default 1)")
     parser.add_argument("--device", default="CPU", help="device used for the export (default CPU)")
     parser.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                         help="keep BatchNorm as separate ops (default: folded into the convolutions)")
@@ -457,6 +542,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         if len(names) != int(cfg.model.num_classes):
             raise ExportError(f"--label-map {args.label_map}: {len(names)} names, the model has "
                               f"{cfg.model.num_classes} classes")
+    if args.stream:
+        if fmt != "MINDIR":
+            raise ExportError(f"--stream: only MINDIR holds the stream step (got --format {fmt})")
+        summary = export_stream(cfg, args.ckpt, out, batch=batch or 1, crop=crop, conv_impl=args.conv_impl,
+                                verify=args.verify, seed=int(cfg.context.get("seed", 0)), fold_bn=args.fold_bn,
+                                class_names=names)
+        n = summary["input"][0]
+        print(f"format: MINDIR stream step (channelwise conv: {summary['conv_impl']}"
+              f"{', BatchNorm folded' if summary['bn_folded'] else ''})")
+        print(f"inputs: float32 ({n}, 3, 1, {crop}, {crop}) frame + {summary['states']} states; "
+              f"outputs: ({n}, classes) logits of every frame since the zero states + the {summary['states']} "
+              f"new states")
+        if "max_abs_diff" in summary:
+            print(f"max_abs_diff: {summary['max_abs_diff']:.3g} (logits and states over {STREAM_VERIFY_STEPS} frames)")
+        print(f"wrote: {summary['out']}")
+        return 0
     summary = export(cfg, args.ckpt, fmt, out, batch=batch, frames=frames, crop=crop,
                      conv_impl=args.conv_impl, verify=args.verify, seed=int(cfg.context.get("seed", 0)),
                      fold_bn=args.fold_bn, class_names=names)

@@ -77,7 +77,8 @@ WRONG_TYPE = {"int": [("abc", "'abc'"), ("1.5", "1.5"), ("true", "true"), ("null
               "float": [("abc", "'abc'"), ("true", "true"), ("[1]", "[1]"), ("null", "null")],
               "bool": [("1", "1"), ("maybe", "'maybe'"), ("null", "null")],
               "str": [("5", "5"), ("[a]", "[a]")],
-              "any": [("nope", "'nope'"), ("[1]", "[1]")]}
+              "any": [("nope", "'nope'"), ("[1]", "[1]")],
+              "list": [("abc", "'abc'"), ("5", "5"), ("[true]", "[true]")]}
 
 
 def _out_of_range(spec):

@@ -200,3 +200,21 @@ def test_channel_order_and_value_range():
     raw = Rescale(255.0)(clip)
     assert raw.dtype == np.float32 and raw[0, 0, 0].tolist() == [10.0, 0.0, 200.0]
     np.testing.assert_allclose(Rescale()(clip)[0, 0, 0], [10 / 255, 0, 200 / 255], rtol=1e-6)
+
+
+@pytest.mark.parametrize("value_range,tail", [(1.0, ["ToCTHW"]), (255.0, ["ToCTHW"]), (1.0, [])])
+def test_compose_fuses_rescale_normalize_bit_exactly(value_range, tail):
+    """Compose runs Rescale, Normalize[, ToCTHW] as one pass; the values must be exactly those of
+    the formula applied step by step in numpy."""
+    from src.data.transforms import build_transforms
+    ops = [{"type": "Rescale", "value_range": value_range},
+           {"type": "Normalize", "mean": [0.45, 0.4, 0.35], "std": [0.225, 0.25, 0.2]}] + [{"type": t} for t in tail]
+    clip = np.random.default_rng(3).integers(0, 256, (3, 9, 11, 3), dtype=np.uint8)
+    out = build_transforms(ops)(clip)
+    x = clip.astype(np.float32)
+    if value_range != 255.0:
+        x = x * np.float32(value_range / 255.0)
+    x = (x - np.float32([0.45, 0.4, 0.35])) / np.float32([0.225, 0.25, 0.2])
+    expected = x.transpose(3, 0, 1, 2) if tail else x
+    assert out.dtype == np.float32 and out.shape == expected.shape and out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out, expected)

@@ -35,8 +35,13 @@ TINY = {
     "e3d_squeezenet": ({"num_frames": 16, "crop_size": 32}, 16),
     "e3d_resnet": ({"depth": 10, "shortcut": "A", "num_frames": 16, "crop_size": 32}, 16),
     "e3d_resnext": ({"depth": 50, "num_frames": 16, "crop_size": 32}, 16),
+    # MoViNet's widths are fixed: the published networks at 32 px (A1 as the causal stream network)
+    "movinet_a0": ({"num_frames": 4, "crop_size": 32}, 4),
+    "movinet_a1": ({"num_frames": 4, "crop_size": 32, "causal": True}, 4),
+    "movinet_a2": ({"num_frames": 4, "crop_size": 32}, 4),
 }
-REFERENCE_OUTPUT = {"x3d": "probabilities", "e3d": "logits"}  # SlowFast's head / okankop's models
+# SlowFast's head / okankop's models / TF MoViNet (logits; its eval applies a softmax per clip)
+REFERENCE_OUTPUT = {"x3d": "probabilities", "e3d": "logits", "movinet": "logits"}
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Sink mode (``train.sink_mode``/``train.sink_size``): MindSpore 2.10 cannot sink on CPU (checked
 against MindSpore itself), so on CPU the plan is the plain loop with one notice; the sink size is
 a whole epoch or a divisor of it; GPU/Ascend in graph mode sink."""
+import itertools
 import os
 
 import numpy as np
@@ -87,3 +88,95 @@ def test_train_py_with_sink_mode_on_cpu_prints_the_notice_once_and_trains(tmp_pa
     assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
     assert r.stdout.count("train.sink_mode=true: not sinking on CPU") == 1
     assert os.path.exists(tmp_path / "out" / "last.ckpt")
+
+
+# ------------------------------------------------------------------ fit's sunk loop, on CPU
+class _Net(nn.Cell):
+    """A BN-free model with the contract fit needs (train_mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Dense(3, 2, weight_init="ones", bias_init="zeros")
+
+    def construct(self, x):
+        return self.fc(x)
+
+    def train_mode(self, finetune):
+        self.set_train(True)
+
+
+class _Loader:
+    def __init__(self, n_batches):
+        rng = np.random.default_rng(0)
+        self.data = {"x": rng.standard_normal((2 * n_batches, 3)).astype(np.float32),
+                     "y": rng.integers(0, 2, 2 * n_batches).astype(np.int32)}
+        self.dataset = msds.NumpySlicesDataset(self.data, shuffle=False).batch(2)
+
+    def set_epoch(self, epoch):
+        pass
+
+    def summary(self):
+        return "0 bad"
+
+
+class _CpuSunk:
+    """What SunkStep does on a device, on the host: ``steps x k`` micro-batches per call from one
+    endless queue over the data set, the last micro-batch's loss back."""
+
+    def __init__(self, step_cell, dataset, steps, k):
+        self.steps, self.k, self.step_cell = steps, k, step_cell
+        self.it = itertools.cycle(list(dataset.create_tuple_iterator(num_epochs=1)))
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        for _ in range(self.steps * self.k):
+            x, y = next(self.it)
+            loss = self.step_cell(x, y)
+        return float(loss.asnumpy())
+
+
+def _fit(tmp_path, sunk_steps, k, log_interval):
+    from src.engine.losses import cross_entropy
+    from src.engine.train_step import TrainStep
+    from src.engine.trainer import MetricsWriter, ProgressLogger, TrainState, fit, read_metrics
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    steps_per_epoch, epochs = 4, 2
+    loader = _Loader(steps_per_epoch * k)
+    net = _Net()
+    lr = np.linspace(0.1, 0.02, steps_per_epoch * epochs).astype(np.float32)
+    step_cell = TrainStep(net, cross_entropy(), nn.Momentum(net.trainable_params(), ms.Tensor(lr), 0.9),
+                          accumulate_steps=k)
+    seen = []
+
+    class Spy(ProgressLogger):
+        def on_step_end(self, state, loss, lr_, step_time):
+            seen.append((state.global_step, state.step_in_epoch, state.steps_in_call, lr_))
+            super().on_step_end(state, loss, lr_, step_time)
+
+    out = tmp_path / f"run{sunk_steps}"
+    out.mkdir()
+    spy = Spy(log_interval=log_interval, progress_bar=False, loader=loader, log_file=str(out / "train.log"))
+    sunk = _CpuSunk(step_cell, loader.dataset, sunk_steps, k) if sunk_steps else None
+    state = fit(step_cell, loader, TrainState(epochs=epochs, steps_per_epoch=steps_per_epoch), lr,
+                callbacks=[spy, MetricsWriter(str(out), log_interval=log_interval)], sunk=sunk)
+    steps = [r["global_step"] for r in read_metrics(str(out / "metrics.jsonl")) if r["kind"] == "step"]
+    log = (out / "train.log").read_text().splitlines()
+    return net.fc.weight.asnumpy(), state, seen, steps, log, lr
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fit_with_a_sunk_step_trains_and_counts_like_the_plain_loop(tmp_path, k):
+    w_plain, s_plain, seen_plain, rec_plain, _, lr = _fit(tmp_path, 0, k, log_interval=3)
+    w_sunk, s_sunk, seen_sunk, rec_sunk, log, _ = _fit(tmp_path, 2, k, log_interval=3)
+    np.testing.assert_array_equal(w_sunk, w_plain)  # the same batches, in order, through the same step
+    assert s_sunk.global_step == s_plain.global_step == 8 and s_sunk.epoch == 2
+    # one callback per call (2 steps each), the LR of the call's last step
+    assert seen_plain == [(g, (g - 1) % 4 + 1, 1, pytest.approx(float(lr[g - 1]))) for g in range(1, 9)]
+    assert seen_sunk == [(g, (g - 1) % 4 + 1, 2, pytest.approx(float(lr[g - 1]))) for g in (2, 4, 6, 8)]
+    # metrics: a record when the steps reach a multiple of log_interval (3) in the epoch
+    assert rec_plain == [3, 7] and rec_sunk == [4, 8]
+    # the log: at the crossing and at the epoch's end (step 4 is both here)
+    lines = [l for l in log if " step " in l and "loss" in l]
+    assert [l.split(" (global")[0] for l in lines] == ["epoch 1/2 step 4/4", "epoch 2/2 step 4/4"]

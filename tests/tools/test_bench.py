@@ -82,6 +82,27 @@ def test_model_ratios():
     assert res["train_ratio"] == 1.5
 
 
+def test_train_step_interleaved_ratios_are_medians_of_cpu_time(monkeypatch, tmp_path, capsys):
+    """--interleave: one worker for all configurations; ratios are each configuration's median CPU
+    (and wall) time per call over the first one's (here from a stand-in worker result)."""
+    import json
+
+    from src.tools.bench import train_step
+    seen = {}
+
+    def fake_worker(target, kwargs, **_):
+        seen.update(target=target, kwargs=kwargs)
+        return {"plain": {"cpu_median_s": 0.080, "median_s": 0.100, "reps": 20},
+                "clip_accum": {"cpu_median_s": 0.084, "median_s": 0.110, "reps": 20}}
+    monkeypatch.setattr(train_step, "run_worker", fake_worker)
+    out = str(tmp_path / "r.json")
+    assert train_step.main(["--interleave", "--configs", "plain", "clip_accum", "--threads", "1", "--json", out]) == 0
+    assert seen["target"].endswith(":run_interleaved") and seen["kwargs"]["configs"] == ["plain", "clip_accum"]
+    res = json.load(open(out))
+    assert res["clip_accum"]["ratio_cpu"] == pytest.approx(1.05) and res["clip_accum"]["ratio_wall"] == pytest.approx(1.1)
+    assert "clip_accum: per call CPU 84.0 ms (x1.050), wall 110.0 ms (x1.100)" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------- commands
 @pytest.mark.parametrize("argv,command", [
     (["model", "--models", "x3d_xs", "--threads", "2"], "model"),

@@ -184,6 +184,8 @@ def test_unfaithful_file_is_not_written(tiny, tmp_path, monkeypatch, capsys):
     ("no_dir", "does not exist"),
     ("onnx_custom", "only a MINDIR can hold"),
     ("dynamic_custom", "needs a fixed --batch N"),
+    ("stream_not_causal", "--stream: model x3d_xs is not a streamable (causal) network"),
+    ("stream_onnx", "--stream: only MINDIR holds the stream step"),
 ])
 def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
     cfg, ckpt, _, _ = tiny
@@ -206,7 +208,11 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys, case, expected):
         args.update({"--format": "ONNX", "--conv-impl": "custom"})
     elif case == "dynamic_custom":
         args.update({"--conv-impl": "cpp", "--batch": "dynamic"})
-    code = run_cli(tool.main, [s for kv in args.items() for s in kv])
+    elif case == "stream_not_causal":  # the stream step itself: tests/test_stepping.py
+        args["--stream"] = None
+    elif case == "stream_onnx":
+        args.update({"--stream": None, "--format": "ONNX"})
+    code = run_cli(tool.main, [s for kv in args.items() for s in kv if s is not None])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and expected in err and "\n" not in err

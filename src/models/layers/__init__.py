@@ -15,6 +15,7 @@ formulations and frameworks) and pick a formulation per device::
     pointwise.py     PointwiseConv3d: 1x1x1 convolution with the fused C++ inference pass (cpp)
     norm.py          BatchNorm3d, use_norm (model.norm: bn | syncbn)
     activation.py    Swish
+    drop_path.py     DropPath (stochastic depth), drop_path_rates (linear over depth)
     pool.py          global_avg_pool, avg_pool_head
     params.py        kaiming_fan_out, the folded-BatchNorm bias of the convolutions
 
@@ -24,6 +25,7 @@ module beside each ``.cc``).
 from .activation import Swish
 from .channelwise import ChannelwiseConv3d
 from .conv import Conv3d
+from .drop_path import DropPath, drop_path_rates
 from .params import kaiming_fan_out
 from .norm import NORMS, BatchNorm3d, sync_group, use_norm
 from .pointwise import PointwiseConv3d
@@ -35,6 +37,7 @@ from .shapes import IntOr3, Triple, ceil_div, conv_out_dims, conv_out_size
 from .spatial import SpatialConv3d
 
 __all__ = ["BatchNorm3d", "ChannelwiseConv3d", "Conv3d", "PointwiseConv3d", "SpatialConv3d", "Swish",
+           "DropPath", "drop_path_rates",
            "avg_pool_head", "global_avg_pool", "kaiming_fan_out", "ceil_div", "conv_out_size", "conv_out_dims",
            "IntOr3", "Triple", "IMPLS", "DEPRECATED_ALIASES", "CHANNELWISE_IMPLS", "SPATIAL_IMPLS", "GROUPED_IMPLS",
            "POINTWISE_IMPLS", "DIRECT_MAX_IN", "accepted_names", "canonical_impl", "default_impl", "device_target",

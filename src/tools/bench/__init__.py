@@ -5,6 +5,7 @@
 * ``layers`` (:mod:`.layers`): per-layer and per-op-type time of X3D-XS, the ``Conv3d`` formulations.
 * ``loader`` (:mod:`.loader`): clips/s of the data pipelines.
 * ``train_step`` (:mod:`.train_step`): the cost of clipping + accumulation (+ EMA) in a train step.
+* ``stream`` (:mod:`.stream`): per-frame latency of MoViNet stream (state carried) against torch eager.
 
 All four time with :func:`.harness.time_calls` and measure in worker processes through
 :func:`.harness.run_worker`; the torch references they compare with are in :mod:`.torch_ref`
@@ -23,14 +24,16 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from ...errors import UserError
 
 PROG = "python -m src.tools.bench"
-COMMANDS = {"model": "models", "infer": "infer", "layers": "layers", "loader": "loader", "train_step": "train_step"}
+COMMANDS = {"model": "models", "infer": "infer", "layers": "layers", "loader": "loader", "train_step": "train_step",
+            "stream": "stream"}
 USAGE = (f"usage: {PROG} {{{','.join(COMMANDS)}}} [options]  (--help after a benchmark lists its options)\n\n"
          + "\n".join(f"  {name:8s}{doc}" for name, doc in (
              ("model", "our networks against the same networks in torch: forward b1/b8, train step"),
              ("infer", "X3D-XS latency: exported MINDIR against onnxruntime and torch eager"),
              ("layers", "X3D-XS per layer (--ops: per op type; --conv: the Conv3d formulations)"),
              ("loader", "clips/s of the train and eval data pipelines"),
-             ("train_step", "X3D-XS train step: plain against clipping + accumulation (+ EMA)"))))
+             ("train_step", "X3D-XS train step: plain against clipping + accumulation (+ EMA)"),
+             ("stream", "MoViNet stream: per-frame latency, state carried, against torch eager"))))
 
 
 def command(argv: Optional[Sequence[str]] = None) -> Tuple[str, ModuleType, List[str]]:

@@ -216,7 +216,7 @@ def randomize_(model: nn.Module, seed: int = 0, *, small_bn: Optional[Callable[[
         def small_bn(name: str) -> bool:
             return name.endswith(("bn2", "bn3")) and not name.startswith("bn")
     for name, m in model.named_modules():
-        if isinstance(m, nn.BatchNorm3d):
+        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):  # 2-D: MoViNet's (2+1)D port layers
             c = m.num_features
             scale = small_scale if small_bn(name) else 1.0
             m.weight.copy_(scale * (0.5 + torch.rand(c, generator=g)))
@@ -224,7 +224,7 @@ def randomize_(model: nn.Module, seed: int = 0, *, small_bn: Optional[Callable[[
             m.running_mean.copy_(0.3 * torch.randn(c, generator=g))
             m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
             m.num_batches_tracked.fill_(777)
-        elif isinstance(m, (nn.Conv3d, nn.Linear)):
+        elif isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear)):
             fan_in = m.weight[0].numel()
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
             if m.bias is not None:
