@@ -267,6 +267,7 @@ def test_syncbn_on_cpu_processes_is_a_one_line_error(data, tmp_path):
     assert all(line in logs[f"worker_{k}.log"] for k in (0, 1)), "\n".join(v[-1500:] for v in logs.values())
 
 
+@pytest.mark.slow  # a second two-process msrun job (the gradient mean itself is checked by the test above)
 def test_gradient_accumulation_under_msrun_means_once_per_optimizer_step(data, tmp_path):
     """train.accumulate_steps=2 on 2 ranks (batch 1): each update is the mean over both ranks and
     both micro-batches (one all-reduce per optimizer step, inside the step's graph); ranks end
