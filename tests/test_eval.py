@@ -8,17 +8,14 @@ import mindspore as ms
 
 from src.config import load_config
 from src.models import build_model
-from tests.helpers.training import make_tiny_dataset, run_py, tiny_config
+from tests.helpers.training import run_py, tiny_eval_model
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaldata")
-    data = make_tiny_dataset(str(root / "data"), num_classes=3, per_class=1, num_val=2)
-    cfg = tiny_config(str(root / "cfg.yaml"), data, extra={
-        "eval": {"num_clips": 2, "num_crops": 3, "short_side": 32, "crop_size": 32, "batch_size": 4}})
-    ms.set_device("CPU")
-    net = build_model(load_config(cfg).model)
+    cfg, net = tiny_eval_model(root, num_val=2, eval_cfg={"num_clips": 2, "num_crops": 3, "short_side": 32,
+                                                          "crop_size": 32, "batch_size": 4})
     rng = np.random.default_rng(0)  # non-trivial BN statistics, so folding them changes the weights
     for name, p in net.parameters_and_names():
         if name.endswith(("moving_mean", "beta")):

@@ -17,7 +17,7 @@ from src.engine.checkpoint import (CheckpointError, ema_weights, load_pretrained
 from src.engine.ema import EMA, ModelEMA, ema_decay_at, ema_update_callable
 from src.engine.evaluate import evaluate
 from src.engine.trainer import TrainState, Validation
-from tests.helpers.training import make_tiny_dataset, run_py, tiny_config
+from tests.helpers.training import make_tiny_dataset, run_py, tiny_config, tiny_eval_model
 
 pytestmark = pytest.mark.usefixtures("pynative")  # the nets run op by op; the EMA update is jitted anyway
 
@@ -260,15 +260,9 @@ def test_resume_from_a_checkpoint_without_ema_starts_from_the_resumed_weights(tm
 @pytest.fixture(scope="module")
 def ema_checkpoint(tmp_path_factory):
     """A training checkpoint of a tiny X3D whose EMA weights differ from its raw ones."""
-    from src.config import load_config
-    from src.models import build_model
-
     root = tmp_path_factory.mktemp("ema_eval")
-    data = make_tiny_dataset(str(root / "data"), num_classes=3, per_class=1, num_val=1)
-    cfg = tiny_config(str(root / "cfg.yaml"), data, extra={
-        "eval": {"num_clips": 1, "num_crops": 1, "short_side": 32, "crop_size": 32, "batch_size": 3}})
-    ms.set_device("CPU")
-    net = build_model(load_config(cfg).model)
+    cfg, net = tiny_eval_model(root, num_val=1, eval_cfg={"num_clips": 1, "num_crops": 1, "short_side": 32,
+                                                          "crop_size": 32, "batch_size": 3})
     ema = ModelEMA(net, decay=0.5, warmup=0)
     rng = np.random.default_rng(0)
     for p in net.get_parameters():  # new raw values; one update leaves the shadows halfway

@@ -76,3 +76,17 @@ def run_py(args: Sequence[str], *, timeout: int = 600, env: Optional[dict] = Non
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
+
+
+def tiny_eval_model(root, *, num_val: int, eval_cfg: dict):
+    """``(cfg_path, net)``: a tiny data set under ``root/data`` (3 classes, one train video each),
+    a config whose ``eval`` section is ``eval_cfg``, and the CPU model it builds (for eval.py tests
+    that write their own checkpoint)."""
+    import mindspore as ms
+    from src.config import load_config
+    from src.models import build_model
+
+    data = make_tiny_dataset(str(root / "data"), num_classes=3, per_class=1, num_val=num_val)
+    cfg = tiny_config(str(root / "cfg.yaml"), data, extra={"eval": eval_cfg})
+    ms.set_device("CPU")
+    return cfg, build_model(load_config(cfg).model)
