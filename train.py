@@ -107,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if multigrid_enabled(cfg):
         if k > 1:
             raise ConfigError(f"train.multigrid: needs train.accumulate_steps=1, got {k}")
-        if any(type(c).__name__ == "FixedAvgPool" for _, c in net.cells_and_names()):
-            raise ConfigError(f"train.multigrid: {cfg.model.type} pools a window fixed for one clip size (its "
-                              f"reference's AvgPool3d); multigrid needs a head that pools the whole map (X3D)")
+        why = net.smaller_clip_problem()  # the model knows its own pooling
+        if why:
+            raise ConfigError(f"train.multigrid: {cfg.model.type} {why}; multigrid needs a head that pools the "
+                              f"whole map (X3D)")
         plan = build_plan(cfg, default_batch=train_loader.batch_size,
                           samples_per_shard=len(train_loader.source) // group, max_steps_per_epoch=tc.max_steps_per_epoch)
         if min(c for _, _, c in plan.shapes()) < 32:

@@ -30,7 +30,10 @@ def pynative() -> Iterator[None]:
     ``pytestmark = pytest.mark.usefixtures("pynative")``."""
     import mindspore as ms
 
-    ms.set_device("CPU")
+    try:
+        ms.set_device("CPU")
+    except RuntimeError:  # the runtime already runs in this process (an earlier test started it)
+        assert ms.get_context("device_target") == "CPU"
     previous = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield

@@ -139,6 +139,13 @@ class VideoClassifier(nn.Cell):
         """Why a clip of ``shape`` (C, T, H, W) cannot be exported to ``fmt`` (None: it can)."""
         return None
 
+    def smaller_clip_problem(self) -> Optional[str]:
+        """Why the network cannot train on clips smaller than it was built for (multigrid's
+        shapes), None when it can: a cell with ``fixed_window`` pools a window fixed at build time."""
+        if any(getattr(c, "fixed_window", False) for _, c in self.cells_and_names()):
+            return "pools a window fixed for one clip size (its reference's AvgPool3d)"
+        return None
+
     def prepare_export(self, fmt: str) -> None:
         """Switch to formulations the ``fmt`` (``MINDIR``, ``ONNX``) exporter converts, with the
         same outputs (X3D: the head's pooled positions without ``AvgPool3D`` for ONNX); called by

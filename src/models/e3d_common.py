@@ -93,7 +93,10 @@ class MaxPool3d(nn.Cell):
 class FixedAvgPool(nn.Cell):
     """The reference's ``AvgPool3d(kernel, stride=1)``, kernel fixed at build time from the clip
     geometry; returns (N, C): the pooled map flattened at the build size (one position), the mean
-    over the positions for a larger clip (where the reference's flatten would break its fc)."""
+    over the positions for a larger clip (where the reference's flatten would break its fc). A
+    smaller clip than the build size has no window to pool (``VideoClassifier.smaller_clip_problem``)."""
+
+    fixed_window = True
 
     def __init__(self, kernel: Tuple[int, int, int]) -> None:
         super().__init__()

@@ -265,3 +265,24 @@ def test_graph_mode_run_compiles_once_per_shape_and_resumes_mid_schedule(tmp_pat
     assert (meta_a["epoch"], meta_a["global_step"]) == (meta_b["epoch"], meta_b["global_step"]) == (3, 6)
     differ = [k for k in a if a[k].asnumpy().tobytes() != b[k].asnumpy().tobytes()]
     assert not differ, differ[:8]
+
+
+def test_models_say_whether_they_train_on_smaller_clips():
+    """train.py refuses multigrid for a network that answers smaller_clip_problem(); the answer
+    must match what the network does on a clip half its build size."""
+    import mindspore as ms
+    from src.models import build_model
+
+    ms.set_device("CPU")
+    x3d = build_model({"type": "x3d_xs", "num_classes": 3, "num_frames": 4, "crop_size": 64, "width_factor": 0.5,
+                       "depth_factor": 0.5, "head_dim": 16})
+    resnet = build_model({"type": "e3d_resnet", "depth": 10, "shortcut": "A", "num_classes": 3, "num_frames": 16,
+                          "crop_size": 64})
+    assert x3d.smaller_clip_problem() is None
+    assert "fixed for one clip size" in resnet.smaller_clip_problem()
+    small = ms.Tensor(np.zeros((1, 3, 4, 32, 32), np.float32))
+    x3d.set_train(False)
+    assert x3d(small).shape == (1, 3)
+    resnet.set_train(False)
+    with pytest.raises(Exception):
+        resnet(ms.Tensor(np.zeros((1, 3, 8, 32, 32), np.float32)))
