@@ -7,6 +7,15 @@ from typing import Iterator, List
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test process runs MindSpore on CPU. Chosen here, before any test runs a kernel: once a
+    kernel has run, ``mindspore.set_device`` raises, so modules that call it themselves would
+    otherwise pass or fail depending on which test file a process ran first."""
+    import mindspore as ms
+
+    ms.set_device("CPU")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", default=False,
                      help="also run tests marked slow (VIDEO_ZOO_RUN_SLOW=1 does the same)")

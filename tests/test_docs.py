@@ -261,7 +261,7 @@ def check_command(where: str, cmd: str) -> None:
 def test_docs_have_commands():
     """The extraction finds the README's user commands (guards against a broken extractor)."""
     readme = [cmd for where, cmd in COMMANDS if where.startswith("README.md:")]
-    for expected in ("bash scripts/train_standalone.sh", "python -m pytest -q tests",
+    for expected in ("bash scripts/train_standalone.sh", "python -m pytest -q -n2 --dist=loadfile tests",
                      "pip install -r requirements.txt"):
         assert expected in readme, f"README.md: command {expected!r} not found among {readme}"
     assert any(c.startswith("bash scripts/train_distribute.sh ") for c in readme)

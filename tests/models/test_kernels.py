@@ -219,6 +219,8 @@ class _Fused(nn.Cell):
     ((2, 5, 3, 7, 9), 11, (1, 2, 2)),      # strided shortcut: every second position, odd sizes
     ((1, 6, 5, 8, 7), 3, (2, 3, 2)),       # temporal stride too
     ((2, 40, 4, 13, 13), 19, (1, 1, 1)),   # several position blocks, split over the threads
+    ((2, 37, 1, 1, 1), 11, (1, 1, 1)),     # one position (SE fc, classifier): the few-positions path
+    ((2, 5, 3, 4, 3), 9, (2, 2, 2)),       # 8 strided positions: the few-positions path, gathered
 ])
 @pytest.mark.parametrize("relu,with_residual,swish_input,with_gate", [
     (False, False, False, False), (True, False, False, False), (True, True, False, False),
@@ -245,6 +247,31 @@ def test_pointwise_kernel_matches_its_definition(mode, shape, dim_out, stride, r
     expected = _pointwise_reference(x, w, b, stride, relu, r, swish_input, g)
     assert got.shape == out
     assert _rel(got, expected) < 2e-6
+
+
+@needs_pointwise
+@pytest.mark.parametrize("swish_input,with_gate", [(False, False), (True, True)])
+def test_pointwise_kernel_few_positions_agree_with_the_tiles(swish_input, with_gate):
+    """A pooled position (Q = 1, a classifier's 480 -> 2048) takes the few-positions path, a clip
+    of 64 positions the register tiles; position 0 must come out the same to float rounding (the
+    same products, summed in another order), threads or not, and match the definition."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(5)
+    c, co = 480, 2048
+    conv = layers.PointwiseConv3d(c, co, has_bias=True, impl="cpp")
+    conv.weight.set_data(Tensor(rng.normal(0.0, 0.05, (co, c, 1, 1, 1)).astype(np.float32)))
+    conv.set_bias(rng.normal(0.0, 0.5, co).astype(np.float32))
+    conv.set_train(False)
+    net = _Fused(conv, True, swish_input)
+    x = rng.standard_normal((2, c, 1, 8, 8)).astype(np.float32)
+    g = rng.uniform(0.0, 1.0, (2, c, 1, 1, 1)).astype(np.float32) if with_gate else None
+    gt = None if g is None else Tensor(g)
+    tiled = net(Tensor(x), None, gt).asnumpy()
+    few = net(Tensor(np.ascontiguousarray(x[:, :, :, :1, :1])), None, gt).asnumpy()
+    np.testing.assert_allclose(few[:, :, :, 0, 0], tiled[:, :, :, 0, 0], rtol=1e-5, atol=1e-5)
+    expected = _pointwise_reference(x[:, :, :, :1, :1], conv.weight.asnumpy(), conv.bias.asnumpy(), (1, 1, 1),
+                                    True, None, swish_input, g)
+    assert _rel(few, expected) < 2e-6
 
 
 @needs_pointwise

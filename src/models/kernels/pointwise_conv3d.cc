@@ -191,7 +191,68 @@ inline void tile(const Call &k, int64_t n, int64_t o0, int rows, const float *wp
   }
 }
 
+// Few output positions (a squeeze-excitation's or a classifier's 1x1x1 on one pooled position):
+// a register tile would be almost all padding, and packing the weight would cost more than the
+// product. Each output channel is a dot product of its contiguous row of the weight with the
+// position's prologue-applied input (packed as for the tiles, then one row per position), summed
+// in vector lanes: the result equals the tiles' to float rounding, not bit for bit.
+constexpr int64_t kFewPositions = 8;
+constexpr int64_t kFewRows = 16;  // output channels per task
+
+inline float dot(const float *a, const float *b, int64_t n) {
+  vf s0 = vf{}, s1 = vf{}, s2 = vf{}, s3 = vf{};
+  int64_t c = 0;
+  for (; c + 4 * kVL <= n; c += 4 * kVL) {
+    s0 += *reinterpret_cast<const vf *>(a + c) * *reinterpret_cast<const vf *>(b + c);
+    s1 += *reinterpret_cast<const vf *>(a + c + kVL) * *reinterpret_cast<const vf *>(b + c + kVL);
+    s2 += *reinterpret_cast<const vf *>(a + c + 2 * kVL) * *reinterpret_cast<const vf *>(b + c + 2 * kVL);
+    s3 += *reinterpret_cast<const vf *>(a + c + 3 * kVL) * *reinterpret_cast<const vf *>(b + c + 3 * kVL);
+  }
+  for (; c + kVL <= n; c += kVL) s0 += *reinterpret_cast<const vf *>(a + c) * *reinterpret_cast<const vf *>(b + c);
+  const vf s = (s0 + s1) + (s2 + s3);
+  float r = 0.0f;
+  for (int i = 0; i < kVL; ++i) r += s[i];
+  for (; c < n; ++c) r += a[c] * b[c];
+  return r;
+}
+
+void run_few(const Call &k) {
+  Workspace &ws = workspace();
+  std::lock_guard<std::mutex> guard(ws.lock);
+  const int64_t packed = k.C * kTile;
+  float *const buf = ws.get(packed + k.N * k.Q * k.C);
+  float *const rows = buf + packed;  // (N, Q, C): one contiguous input row per position
+  int64_t off[kFewPositions];
+  const bool dense = k.sT == 1 && k.sH == 1 && k.sW == 1;
+  if (!dense) positions(k, 0, k.Q, off);
+  for (int64_t n = 0; n < k.N; ++n) {
+    pack_block(k, n, 0, k.Q, dense, off, buf);
+    for (int64_t j = 0; j < k.Q; ++j)
+      for (int64_t c = 0; c < k.C; ++c) rows[(n * k.Q + j) * k.C + c] = buf[c * kTile + j];
+  }
+  const int64_t blocks = (k.Co + kFewRows - 1) / kFewRows;
+  const auto work = [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / blocks, o0 = (t % blocks) * kFewRows, o1 = std::min(k.Co, o0 + kFewRows);
+      for (int64_t o = o0; o < o1; ++o) {
+        for (int64_t j = 0; j < k.Q; ++j) {
+          const int64_t at = (n * k.Co + o) * k.Q + j;
+          float e = dot(k.w + o * k.C, rows + (n * k.Q + j) * k.C, k.C) + k.b[o];
+          if (k.ep == kAddRelu) e += k.r[at];
+          k.y[at] = (k.ep == kBias || e > 0.0f) ? e : 0.0f;
+        }
+      }
+    }
+  };
+  if (k.N * k.Q * k.C * k.Co < kSerialWork) {
+    work(0, k.N * blocks);
+  } else {
+    parallel_for(k.N * blocks, work);
+  }
+}
+
 void run(const Call &k) {
+  if (k.Q <= kFewPositions) return run_few(k);
   const int64_t panels = (k.Co + kMR - 1) / kMR;
   const int64_t per_block = kTilesPerBlock * kTile, blocks = (k.Q + per_block - 1) / per_block;
   const int64_t wsize = panels * k.C * kMR, bsize = kTilesPerBlock * k.C * kTile + per_block * 2;
