@@ -20,6 +20,7 @@ from mindspore.common.initializer import Normal, initializer
 from ..errors import UserError
 from .layers import BatchNorm3d, ChannelwiseConv3d, PointwiseConv3d, SpatialConv3d, Swish
 from .layers.drop_path import DropPath
+from .kernels import pointwise_conv3d
 
 BN_EPS = 1e-3        # TF / the port
 BN_MOMENTUM = 0.99   # TF's convention, which MindSpore shares (torch's 0.1)
@@ -286,6 +287,13 @@ class SqueezeExcitation(nn.Cell):
         self.fc1 = Pointwise(channels * (2 if causal else 1), hidden, norm=False, act=act, bias=True)
         self.fc2 = Pointwise(hidden, channels, norm=False, act=gate, bias=True)
         self.dims = (channels, hidden)
+        # a one-frame stream step in inference runs the whole SE as one C++ call where the
+        # pointwise kernels run (CPU with a compiler) and its activations are the kernel's
+        self.fused_step = (causal and self.fc1.conv_1.conv3d.impl == "cpp" and act in pointwise_conv3d.SE_ACTS
+                           and gate in pointwise_conv3d.SE_GATES)
+        if self.fused_step:
+            self.se_op = pointwise_conv3d.se_stream_op(act, gate)
+            self.se_cfg = pointwise_conv3d.se_stream_config(act, gate)
 
     def construct(self, x):
         if self.causal:
@@ -294,6 +302,9 @@ class SqueezeExcitation(nn.Cell):
         return x * self.fc2(self.fc1(x.mean(axis=(2, 3, 4), keep_dims=True)))
 
     def stream(self, x, pool_sum, count):
+        if self.fused_step and not self.training and x.shape[2] == 1:
+            return self.se_op(x, pool_sum, count, self.fc1.conv_1.conv3d.weight, self.fc1.conv_1.conv3d.bias,
+                              self.fc2.conv_1.conv3d.weight, self.fc2.conv_1.conv3d.bias, self.se_cfg)
         space = x.mean(axis=(3, 4), keep_dims=True)                     # (N, C, T, 1, 1)
         t = space.shape[2]
         if t == 1:  # one frame per step (the usual stream): no cumulative sum, no frame table

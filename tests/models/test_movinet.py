@@ -213,6 +213,46 @@ def test_wrong_keys_are_refused_in_one_line():
     assert "missing blocks.b2_l1.se.fc2.conv_1.conv3d.bias" in msg
 
 
+@pytest.mark.parametrize("act,gate", [("hard_swish", "hard_sigmoid"), ("swish", "sigmoid"),
+                                      ("hard_swish", "hard_sigmoid_relu6")])
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_one_frame_se_kernel_equals_the_se_ops(act, gate, mode):
+    """A one-frame inference SE step runs as one C++ call where the pointwise kernels run; it must
+    give the MindSpore ops' gated frame and running sum (the same SE built with native pointwise
+    layers, the same weights), at a frame count other than 0 and batch 2."""
+    from src.models import kernels
+    from src.models.layers import use_impl
+    from src.models.movinet_blocks import SqueezeExcitation
+    if kernels.library_path("pointwise") is None:
+        pytest.skip("no C++ compiler: the pointwise kernels cannot be built")
+    fused = SqueezeExcitation(24, 16, causal=True, act=act, gate=gate)
+    with use_impl(pointwise="native"):
+        plain = SqueezeExcitation(24, 16, causal=True, act=act, gate=gate)
+    assert fused.fused_step and not plain.fused_step
+    rng = np.random.default_rng(7)
+    for p in plain.get_parameters():
+        p.set_data(ms.Tensor(rng.normal(0.0, 0.4, p.shape).astype(np.float32)))
+    ms.load_param_into_net(fused, {p.name: ms.Parameter(p.data.copy(), name=p.name) for p in plain.get_parameters()},
+                           strict_load=True)
+    fused.set_train(False)
+    plain.set_train(False)
+    x = ms.Tensor((rng.standard_normal((2, 24, 1, 9, 7)) * 2).astype(np.float32))
+    pool = ms.Tensor(rng.standard_normal((2, 24, 1, 1, 1)).astype(np.float32) * 5)
+    count = ms.Tensor(np.array([4], np.int32))
+    previous = ms.get_context("mode")
+    ms.set_context(mode=mode)
+    try:
+        y, csum = ms.jit(fused.stream)(x, pool, count) if mode == ms.GRAPH_MODE else fused.stream(x, pool, count)
+    finally:
+        ms.set_context(mode=previous)
+    y_ref, csum_ref = plain.stream(x, pool, count)
+    assert rel(csum.asnumpy(), csum_ref.asnumpy()) < 1e-6
+    assert rel(y.asnumpy(), y_ref.asnumpy()) < 1e-5
+    # the gate is not trivially 0 or 1 everywhere: the SE's arithmetic is exercised
+    g = (y_ref.asnumpy() / x.asnumpy()).reshape(2, 24, -1)[:, :, 0]
+    assert 0.05 < float(np.mean((g > 0.01) & (g < 0.99)))
+
+
 @pytest.mark.slow
 def test_stream_step_in_graph_mode(clip):
     """``stream_step()`` compiles (state in, state out) and gives the PyNative stream's logits."""

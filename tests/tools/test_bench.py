@@ -103,6 +103,29 @@ def test_train_step_interleaved_ratios_are_medians_of_cpu_time(monkeypatch, tmp_
     assert "clip_accum: per call CPU 84.0 ms (x1.050), wall 110.0 ms (x1.100)" in capsys.readouterr().out
 
 
+def test_stream_rounds_alternate_the_sides_and_summarise_by_the_median_ratio(monkeypatch, tmp_path, capsys):
+    """--rounds 3: ours, torch, ours, torch, ours, torch (fresh workers); the summary is the median
+    of the per-round torch / ours ratios (stand-in worker results: 40/30, 20/40, 33/30 ms)."""
+    import json
+
+    from src.tools.bench import stream
+    order, medians = [], iter([30.0, 40.0, 40.0, 20.0, 30.0, 33.0])
+
+    def fake_worker(target, kwargs, **_):
+        order.append(target.rsplit(":", 1)[1])
+        m = next(medians)
+        return {"median_ms": m, "mean_ms": m, "p90_ms": m, "min_ms": m, "cpu_median_ms": m, "peak_rss_mb": 1.0}
+    monkeypatch.setattr(stream, "run_worker", fake_worker)
+    monkeypatch.setattr(stream, "torch_available", lambda: True)
+    out = str(tmp_path / "s.json")
+    assert stream.main(["--rounds", "3", "--threads", "1", "--frames", "2", "--json", out]) == 0
+    assert order == ["ours", "torch_side"] * 3
+    text = capsys.readouterr().out
+    # per-round ratios 1.33, 0.50, 1.10: median 1.10, range 0.50-1.33
+    assert "median of the per-round ratios: 1.10x wall (range 0.50-1.33)" in text
+    assert len(json.load(open(out))["rounds"]) == 3
+
+
 # ----------------------------------------------------------------------------------- commands
 @pytest.mark.parametrize("argv,command", [
     (["model", "--models", "x3d_xs", "--threads", "2"], "model"),

@@ -15,11 +15,14 @@
 //
 //   PointwiseConv3d(x, w, b, r, s, cfg) -> y     (Python binding and bprop: pointwise_conv3d.py)
 //
+//   MovinetSeStream(x, pool_sum, count, w1, b1, w2, b2, cfg) -> (y, csum)   (one stream frame's SE)
+//
 // x (N, C, T, H, W), w (Co, C, 1, 1, 1), b (Co,), r (N, Co, To, Ho, Wo) for the residual epilogue
 // (else any shape, unused), s (N, C, 1, 1, 1) for the scaled prologue (else unused), y (N, Co,
 // To, Ho, Wo); cfg int64 (5,): stride (t, h, w), epilogue (0 identity, 1 ReLU, 2 residual + ReLU),
 // prologue (0 none, 1 swish, 2 scale + swish). float32, NCTHW.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -337,7 +340,83 @@ int call(int nparam, void **params, int *ndims, int64_t **shapes, const char **d
   return 0;
 }
 
+// ------------------------------------------------------------------ MoViNet stream SE, one frame
+// A causal squeeze-excitation on one frame is a dozen tiny ops (spatial mean, running sum, divide
+// by the global frame count, concat, fc1 + act, fc2 + gate, scale): in a stream step, where every
+// tensor is one frame, their per-op cost exceeds their arithmetic. One pass here:
+//
+//   space[c] = mean_hw x[n, c]           csum[n, c] = space[c] + pool_sum[n, c]
+//   v = (csum / (count + 1), space)      h = act(w1 v + b1)      g = gate(w2 h + b2)
+//   y[n, c] = x[n, c] * g[c]
+//
+// x (N, C, 1, H, W) f32, pool_sum N*C f32, count (1,) int32 (frames before this one), w1 (Hd, 2C,
+// 1, 1, 1), b1 (Hd,), w2 (C, Hd, 1, 1, 1), b2 (C,), cfg (2,) int64 (act: 0 swish, 1 hard swish;
+// gate: 0 sigmoid, 1 clamp(0.2 v + 0.5, 0, 1), 2 relu6(v + 3) * 0.16667); y like x, csum (N, C,
+// 1, 1, 1). Inference only (the Python side keeps the MindSpore ops for training and clips).
+
+inline float act_fn(int code, float v) {
+  if (code == 0) return v / (1.0f + std::exp(-v));
+  return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+}
+
+inline float gate_fn(int code, float v) {
+  if (code == 0) return 1.0f / (1.0f + std::exp(-v));
+  if (code == 1) return std::min(std::max(0.2f * v + 0.5f, 0.0f), 1.0f);
+  return std::min(std::max(v + 3.0f, 0.0f), 6.0f) * 0.16667f;
+}
+
+int se_stream(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 10) return 1;
+  for (int i : {0, 1, 3, 4, 5, 6, 8, 9})
+    if (!is_f32(dtypes[i])) return 1;
+  if (std::strcmp(dtypes[2], "int32") != 0 || std::strcmp(dtypes[7], "int64") != 0) return 1;
+  if (ndims[0] != 5 || shapes[0][2] != 1 || ndims[3] != 5 || ndims[5] != 5 || ndims[7] != 1 || shapes[7][0] != 2)
+    return 1;
+  const int64_t N = shapes[0][0], C = shapes[0][1], HW = shapes[0][3] * shapes[0][4];
+  const int64_t Hd = shapes[3][0];
+  if (shapes[3][1] != 2 * C || shapes[4][0] != Hd || shapes[5][0] != C || shapes[5][1] != Hd || shapes[6][0] != C)
+    return 1;
+  const int64_t *cfg = static_cast<const int64_t *>(params[7]);
+  const int act = static_cast<int>(cfg[0]), gate = static_cast<int>(cfg[1]);
+  if (act < 0 || act > 1 || gate < 0 || gate > 2) return 1;
+  const float *x = static_cast<const float *>(params[0]), *pool = static_cast<const float *>(params[1]);
+  const float frames = static_cast<float>(static_cast<const int32_t *>(params[2])[0]) + 1.0f;
+  const float *w1 = static_cast<const float *>(params[3]), *b1 = static_cast<const float *>(params[4]);
+  const float *w2 = static_cast<const float *>(params[5]), *b2 = static_cast<const float *>(params[6]);
+  float *y = static_cast<float *>(params[8]), *csum = static_cast<float *>(params[9]);
+  std::vector<float> v(2 * C), h(Hd), g(C);
+  const bool threads = N * C * HW >= kSerialWork;
+  for (int64_t n = 0; n < N; ++n) {
+    const float *xn = x + n * C * HW;
+    float *yn = y + n * C * HW;
+    const auto mean = [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        float sum = 0.0f;
+        for (int64_t q = 0; q < HW; ++q) sum += xn[c * HW + q];
+        const float space = sum / static_cast<float>(HW), cs = space + pool[n * C + c];
+        csum[n * C + c] = cs;
+        v[c] = cs / frames;
+        v[C + c] = space;
+      }
+    };
+    if (threads) parallel_for(C, mean); else mean(0, C);
+    for (int64_t j = 0; j < Hd; ++j) h[j] = act_fn(act, dot(w1 + j * 2 * C, v.data(), 2 * C) + b1[j]);
+    for (int64_t c = 0; c < C; ++c) g[c] = gate_fn(gate, dot(w2 + c * Hd, h.data(), Hd) + b2[c]);
+    const auto scale = [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t q = 0; q < HW; ++q) yn[c * HW + q] = xn[c * HW + q] * g[c];
+    };
+    if (threads) parallel_for(C, scale); else scale(0, C);
+  }
+  return 0;
+}
+
 }  // namespace
+
+extern "C" int MovinetSeStream(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                               void *stream, void *extra) {
+  return se_stream(nparam, params, ndims, shapes, dtypes);
+}
 
 extern "C" int PointwiseConv3d(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                void *stream, void *extra) {

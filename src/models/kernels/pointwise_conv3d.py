@@ -18,7 +18,10 @@ from .aot import aot_op, config_tensor, geometry_text
 
 LIBRARY = "pointwise"
 SYMBOL = "PointwiseConv3d"
-SYMBOLS = (SYMBOL,)
+SE_SYMBOL = "MovinetSeStream"
+SYMBOLS = (SYMBOL, SE_SYMBOL)
+SE_ACTS = ("swish", "hard_swish")                             # index = the kernel's act code
+SE_GATES = ("sigmoid", "hard_sigmoid", "hard_sigmoid_relu6")  # index = the kernel's gate code
 EPILOGUES = ("none", "relu", "residual_relu")  # index = the kernel's epilogue code
 PROLOGUES = ("none", "swish", "gate_swish")    # index = the kernel's prologue code
 
@@ -63,4 +66,30 @@ def pointwise_conv3d_op(stride: Triple, epilogue: int, prologue: int) -> ops.Cus
     return op
 
 
-__all__ = ["LIBRARY", "SYMBOLS", "EPILOGUES", "PROLOGUES", "pointwise_config", "pointwise_conv3d_op"]
+_SE_OPS: Dict[Tuple[int, int], ops.Custom] = {}
+
+
+def se_stream_op(act: str, gate: str) -> ops.Custom:
+    """MoViNet's causal squeeze-excitation on one stream frame in one call (``MovinetSeStream``):
+    (x, pool_sum, count, w1, b1, w2, b2, cfg) -> (x * gate, running spatial-mean sum). Inference
+    only: no bprop (training and whole clips run the MindSpore ops)."""
+    key = (SE_ACTS.index(act), SE_GATES.index(gate))
+    if key not in _SE_OPS:
+        def out_shape(xs, ps, *_rest):
+            return (list(xs), [xs[0], xs[1], 1, 1, 1])
+
+        def out_dtype(xt, *_rest):
+            return (xt, xt)
+
+        _SE_OPS[key] = aot_op(LIBRARY, SE_SYMBOL, out_shape=out_shape, out_dtype=out_dtype,
+                              geometry=geometry_text(*key))
+    return _SE_OPS[key]
+
+
+def se_stream_config(act: str, gate: str) -> Tensor:
+    """The configuration tensor of :func:`se_stream_op` (act code, gate code)."""
+    return config_tensor((SE_ACTS.index(act), SE_GATES.index(gate)))
+
+
+__all__ = ["LIBRARY", "SYMBOLS", "EPILOGUES", "PROLOGUES", "SE_ACTS", "SE_GATES", "pointwise_config",
+           "pointwise_conv3d_op", "se_stream_config", "se_stream_op"]
