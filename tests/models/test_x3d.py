@@ -51,11 +51,10 @@ def test_channelwise_convs_are_really_channelwise():
     assert se == ["res3.0.branch2.se.fc1.weight", "res3.2.branch2.se.fc1.weight", "res3.4.branch2.se.fc1.weight"]
 
 
-# S and M have XS's depth (their counts are checked above); L is the deeper network
-@pytest.mark.parametrize("variant,frames", [("x3d_xs", 4), pytest.param("x3d_s", 13, marks=pytest.mark.slow),
-                                            pytest.param("x3d_m", 16, marks=pytest.mark.slow), ("x3d_l", 16)])
-def test_output_shapes_at_reduced_size(variant, frames):
-    # real depth and frame count of each variant; reduced width and a 32x32 crop keep it fast
+@pytest.mark.parametrize("variant,frames", [("x3d_xs", 4), ("x3d_s", 13), ("x3d_m", 16), ("x3d_l", 16)])
+def test_output_shapes_at_reduced_size(variant, frames, pynative):
+    # real depth and frame count of each variant; reduced width, a 32x32 crop and PyNative mode
+    # (no graph compile of the deep network) keep it fast
     net = model_from_yaml(variant, "model.num_classes=7", "model.crop_size=32", "model.width_factor=0.5",
                           "model.head_dim=32")
     x = Tensor(np.random.default_rng(0).standard_normal((2, 3, frames, 32, 32)).astype(np.float32))
