@@ -64,7 +64,7 @@ def test_output_shapes_at_reduced_size(variant, frames, pynative):
     assert net(x).shape == (2, 7)
 
 
-def test_larger_test_crop_is_fully_convolutional_and_averages_softmax():
+def test_larger_test_crop_is_fully_convolutional_and_averages_softmax(pynative):
     net = model_from_yaml("x3d_xs", "model.num_classes=5", "model.crop_size=32", "model.width_factor=0.5",
                           "model.head_dim=16", "model.depth_factor=0.5")
     net.set_train(False)
