@@ -302,7 +302,7 @@ class SqueezeExcitation(nn.Cell):
         return x * self.fc2(self.fc1(x.mean(axis=(2, 3, 4), keep_dims=True)))
 
     def stream(self, x, pool_sum, count):
-        if self.fused_step and not self.training and x.shape[2] == 1:
+        if self.fused_step and not self.training and x.shape[2] == 1 and x.dtype == ms.float32:
             return self.se_op(x, pool_sum, count, self.fc1.conv_1.conv3d.weight, self.fc1.conv_1.conv3d.bias,
                               self.fc2.conv_1.conv3d.weight, self.fc2.conv_1.conv3d.bias, self.se_cfg)
         space = x.mean(axis=(3, 4), keep_dims=True)                     # (N, C, T, 1, 1)
