@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -52,9 +53,9 @@ def _bars(img, objs: np.ndarray) -> None:
 
     w, h = img.size
     draw = ImageDraw.Draw(img)
-    for y, x, ang, hl, hw, r, g, b in objs:
+    for y, x, ang, hl, hw, r, g, b in objs.tolist():  # Python floats: float64 geometry
         y, x = y % h, x % w
-        c, s = np.cos(ang), np.sin(ang)
+        c, s = math.cos(ang), math.sin(ang)
         u, v = np.array([c, s]) * hl, np.array([-s, c]) * hw  # (x, y) half-axes
         corners = np.array([u + v, u - v, -u - v, -u + v])
         reach = np.abs(corners).max(0)
@@ -80,7 +81,7 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
         return np.stack([rng.uniform(0, height, n), rng.uniform(0, width, n),
                          rng.uniform(0, np.pi, n), rng.uniform(0.10, 0.18, n) * scale,
                          rng.uniform(0.045, 0.07, n) * scale, rng.uniform(120, 255, n),
-                         rng.uniform(60, 255, n), rng.uniform(0, 255, n)], 1).astype(np.float32)
+                         rng.uniform(60, 255, n), rng.uniform(0, 255, n)], 1)
 
     main = make(int(rng.integers(5, 8)))
     clutter = make(int(rng.integers(1, 3)))
@@ -95,8 +96,8 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
     else:
         vel = np.zeros(2)
         omega = spin if name == "rotate_clockwise" else -spin  # image y points down: +angle = clockwise
-    c_vel = rng.normal(0, 1.0, size=(len(clutter), 2)).astype(np.float32) * speed
-    c_spin = rng.normal(0, 1.0, size=len(clutter)).astype(np.float32) * spin
+    c_vel = rng.normal(0, 1.0, size=(len(clutter), 2)) * speed
+    c_spin = rng.normal(0, 1.0, size=len(clutter)) * spin
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     bg_u8 = np.clip(bg, 0, 255).astype(np.uint8)
     for t in range(num_frames):
@@ -118,24 +119,51 @@ def render_video(label: int, rng: np.random.Generator, height: int, width: int,
     return frames
 
 
+def rgb_to_yuv420(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> (T, H * 3 / 2, W) uint8 planar YUV 4:2:0 (PyAV's ``yuv420p``
+    layout), BT.601 limited range, chroma from the mean of each 2 x 2 block. Integer arithmetic
+    only, so the result is the same on every CPU (swscale's converters differ between its C and
+    SIMD paths)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"rgb_to_yuv420: expected (T, H, W, 3) frames with even H and W, got {frames.shape}")
+    rgb = frames.astype(np.int32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    t, hh, ww = r.shape
+    blocks = rgb.reshape(t, hh // 2, 2, ww // 2, 2, 3).sum((2, 4))  # 4 x the 2 x 2 mean
+    rs, gs, bs = blocks[..., 0], blocks[..., 1], blocks[..., 2]
+    u = ((-38 * rs - 74 * gs + 112 * bs + 512) >> 10) + 128
+    v = ((112 * rs - 94 * gs - 18 * bs + 512) >> 10) + 128
+    flat = np.concatenate([p.reshape(t, -1) for p in (y, u, v)], axis=1)  # Y, then U, then V
+    return flat.reshape(t, hh * 3 // 2, ww).astype(np.uint8)
+
+
+# x264 settings that make the bytes depend only on the frames: one thread, no lookahead or slice
+# threads (its output depends on its thread layout), and its portable C code (asm=0). With its
+# AVX-512 code (used by default on CPUs that have it) x264's output depends on what the process
+# did before - the same clip encodes differently after other allocations (issue #20;
+# tests/tools/test_data_tools.py) - and its other SIMD code picks different encoding decisions
+# on CPUs with different instruction sets.
+X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:asm=0"
+
+
 def encode_mp4(path: str, frames: np.ndarray, fps: int = 25, crf: int = 20) -> None:
-    """H.264 (yuv420p) via PyAV, with everything that could depend on the process pinned: one
-    encoder thread and no lookahead/slice threads (x264's output depends on its thread layout),
-    the RGB -> YUV conversion done by one single-threaded swscale call per frame, explicit
-    timestamps. Same frames -> same bytes, in any process (tests/tools/test_data_tools.py)."""
+    """H.264 (yuv420p) via PyAV with everything that could depend on the CPU or on the process
+    pinned: RGB -> YUV in integer arithmetic (``rgb_to_yuv420``), x264 on one thread with its C
+    code (``X264_PARAMS``), explicit timestamps. Same frames -> same bytes, on any run, in any
+    process, on any x86-64 CPU (tests/tools/test_data_tools.py)."""
     import av
 
     h, w = frames.shape[1:3]
+    yuv = rgb_to_yuv420(frames)
     with av.open(path, "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": str(crf), "threads": "1",
-                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+        stream.options = {"preset": "veryfast", "crf": str(crf), "threads": "1", "x264-params": X264_PARAMS}
         stream.codec_context.thread_count = 1
         stream.codec_context.thread_type = "NONE"
-        for t, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            frame = frame.reformat(format="yuv420p", threads=1)
+        for t, plane in enumerate(yuv):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p")
             frame.pts = t
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -219,7 +247,8 @@ def make_demo_data(root: str, *, seed: int = 0, num_train: int = 100, num_val: i
             out.append(path)
     save_label_map(names, os.path.join(root, "label_map.json"))
     record = {"seed": seed, "num_train": num_train, "num_val": num_val, "size": [width, height],
-              "frames": frames, "fps": fps, "format": fmt, "classes": names, "libraries": library_versions()}
+              "frames": frames, "fps": fps, "format": fmt, "classes": names, "x264_params": X264_PARAMS,
+              "libraries": library_versions()}
     atomic_write(os.path.join(root, "generator.json"), json.dumps(record, indent=1) + "\n")
     return out
 

@@ -85,33 +85,140 @@ def test_demo_data_is_identical_however_it_is_generated(tmp_path):
     assert all(not np.array_equal(seed1[rel][1], frames) for rel, (_, frames) in ref.items())
 
 
-# sha256 (first 16 hex digits) of the decoded pixels of every video of the set below (seed 0, the
-# four default classes, 2 train + 1 val videos each, 48x32, 12 frames), made with the versions
-# requirements.txt pins (recorded once; generator.json lists the versions). Every file, not one:
-# the two differing demo sets of issue #20 agreed on their first file and differed in
+def _demo_clips(n_per_class: int, size=(96, 96, 32)):
+    return [make_demo_data.render_video(label, np.random.default_rng([0, 0, label, i]), *size)
+            for label in range(4) for i in range(n_per_class)]
+
+
+def test_demo_encoding_does_not_depend_on_what_the_process_did_before(tmp_path):
+    """Issue #20's cause: with x264's AVX-512 code (its default on CPUs that have it) the same
+    frames encoded to other bytes after the process had allocated and freed other memory: on the
+    code before the fix every round below re-encoded 3 to 6 of these 8 demo-size clips to other
+    bytes (up to 76% of decoded values different, max 72 levels, as in the issue). The encoder now
+    runs x264's C code; the same frames must give the same bytes whatever the heap holds."""
+    import random
+
+    clips = _demo_clips(2)
+    path = str(tmp_path / "clip.mp4")
+
+    def encode_all():
+        out = []
+        for clip in clips:
+            make_demo_data.encode_mp4(path, clip)
+            with open(path, "rb") as f:
+                out.append(f.read())
+        return out
+
+    ref = encode_all()
+    kept = []
+    for trial in range(1, 5):  # leave the heap in another state before each round
+        r = random.Random(trial)
+        kept.append([bytearray(r.randbytes(r.randint(1, 9000))) for _ in range(60 * trial)][::3])
+        got = encode_all()
+        differ = [k for k in range(len(clips)) if got[k] != ref[k]]
+        assert not differ, f"round {trial}: clips {differ} encoded to other bytes"
+
+
+def test_rgb_to_yuv420_is_bt601_limited_range():
+    """The encoder's own RGB -> YUV 4:2:0 against BT.601's real-valued definition (limited range,
+    chroma of the 2 x 2 mean) and against swscale's luma: within one level."""
+    import av
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(3, 18, 24, 3), dtype=np.uint8)  # 18: not 4k
+    yuv = make_demo_data.rgb_to_yuv420(rgb)
+    assert yuv.shape == (3, 27, 24) and yuv.dtype == np.uint8
+    flat = yuv.reshape(3, -1).astype(float)  # planar: Y (18 x 24), U (9 x 12), V (9 x 12)
+    f = rgb.astype(np.float64)
+    y = 16 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255
+    m = f.reshape(3, 9, 2, 12, 2, 3).mean((2, 4))
+    u = 128 + (-37.797 * m[..., 0] - 74.203 * m[..., 1] + 112.0 * m[..., 2]) / 255
+    v = 128 + (112.0 * m[..., 0] - 93.786 * m[..., 1] - 18.214 * m[..., 2]) / 255
+    assert np.abs(flat[:, :432].reshape(3, 18, 24) - y).max() <= 1
+    assert np.abs(flat[:, 432:540].reshape(3, 9, 12) - u).max() <= 1
+    assert np.abs(flat[:, 540:].reshape(3, 9, 12) - v).max() <= 1
+    sws = av.VideoFrame.from_ndarray(rgb[0], format="rgb24").reformat(format="yuv420p").to_ndarray()
+    frame = av.VideoFrame.from_ndarray(yuv[0], format="yuv420p")  # PyAV reads the same layout
+    np.testing.assert_array_equal(frame.to_ndarray(), yuv[0])
+    assert np.abs(sws[:18].astype(int) - yuv[0, :18]).max() <= 1
+
+
+_OTHER_CPU = r"""
+import ctypes, glob, hashlib, json, os, sys
+import numpy as np
+import av
+libs = glob.glob(os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs", "libavutil*.so*"))
+if libs:
+    ctypes.CDLL(libs[0]).av_force_cpu_flags(0)  # FFmpeg: no SIMD at all
+from src.tools import make_demo_data as m
+render = [hashlib.sha256(m.render_video(label, np.random.default_rng([0, split, label, i]), 96, 96, 32)
+                         .tobytes()).hexdigest() for split, count in ((0, 100), (1, 20))
+          for label in range(4) for i in range(count)]
+encoded = []
+for label in range(4):
+    m.encode_mp4(sys.argv[1], m.render_video(label, np.random.default_rng([0, 0, label, 0]), 96, 96, 32))
+    encoded.append(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())
+print(json.dumps({"render": render, "encoded": encoded}))
+"""
+
+
+def test_demo_videos_do_not_depend_on_the_cpus_instruction_sets(tmp_path):
+    """The default seed-0 set (all 480 clips rendered, 4 encoded) made in a process that sees a
+    CPU without AVX2, FMA or AVX-512 (numpy's and glibc's dispatch masked, FFmpeg's SIMD off) is
+    the same as here. Before the fix one clip rendered differently (train/move_up/move_up_0070:
+    numpy's float32 sin/cos differ between its SIMD and scalar code, and that moved a bar edge by
+    a pixel) and x264's bytes depended on the CPU's instruction sets."""
+    import hashlib
+    import json
+
+    masked = "AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL"
+    env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=masked,
+               GLIBC_TUNABLES="glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512DQ,-AVX512BW,-AVX512VL")
+    proc = subprocess.Popen([sys.executable, "-c", _OTHER_CPU, str(tmp_path / "other.mp4")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    render = [hashlib.sha256(make_demo_data.render_video(label, np.random.default_rng([0, split, label, i]),
+                                                         96, 96, 32).tobytes()).hexdigest()
+              for split, count in ((0, 100), (1, 20)) for label in range(4) for i in range(count)]
+    encoded = []
+    for clip in _demo_clips(1):
+        make_demo_data.encode_mp4(str(tmp_path / "here.mp4"), clip)
+        encoded.append(hashlib.sha256((tmp_path / "here.mp4").read_bytes()).hexdigest())
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    other = json.loads(out.strip().splitlines()[-1])
+    assert len(render) == 480
+    differ = [k for k in range(480) if other["render"][k] != render[k]]
+    assert not differ, f"clips {differ} render differently on the masked CPU"
+    assert other["encoded"] == encoded
+
+
+# sha256 (first 16 hex digits) of the decoded YUV 4:2:0 planes (H.264 decoding is exact, unlike the
+# YUV -> RGB conversion after it) of every video of the set below (seed 0, the four default
+# classes, 2 train + 1 val videos each, 48x32, 12 frames), made with the versions requirements.txt
+# pins (recorded once; generator.json lists the versions). Every file, not one: the two differing
+# demo sets of issue #20 agreed on their first file and differed in
 # train/move_down/move_down_0001.mp4.
 DEMO_FINGERPRINTS = {
-    "train/move_down/move_down_0000.mp4": "d3ac4fcf963ce0d8",
-    "train/move_down/move_down_0001.mp4": "b7e8195b15ff6a86",
-    "train/move_left/move_left_0000.mp4": "0a0b30b874f9ddfb",
-    "train/move_left/move_left_0001.mp4": "b929c854abaae5bf",
-    "train/move_right/move_right_0000.mp4": "2dfad491a73955fd",
-    "train/move_right/move_right_0001.mp4": "31cd87b3b3cd94ab",
-    "train/move_up/move_up_0000.mp4": "3ce837795acdeb0e",
-    "train/move_up/move_up_0001.mp4": "646dbeac9b38d144",
-    "val/move_down/move_down_0000.mp4": "ee2d8b094353c4bc",
-    "val/move_left/move_left_0000.mp4": "c99af710e700b7ba",
-    "val/move_right/move_right_0000.mp4": "68502000cea1bb30",
-    "val/move_up/move_up_0000.mp4": "e6831721343c3b28",
+    "train/move_down/move_down_0000.mp4": "3ce87fc7947c4ddb",
+    "train/move_down/move_down_0001.mp4": "789f760391e2e326",
+    "train/move_left/move_left_0000.mp4": "14a37fa4fa5c2d8f",
+    "train/move_left/move_left_0001.mp4": "c84bdbdd17139de8",
+    "train/move_right/move_right_0000.mp4": "3cb872800f4b7985",
+    "train/move_right/move_right_0001.mp4": "6ce796572745af39",
+    "train/move_up/move_up_0000.mp4": "e236fc84b4aa3719",
+    "train/move_up/move_up_0001.mp4": "b8a3b3070483121c",
+    "val/move_down/move_down_0000.mp4": "7b9da4f6fb6cffba",
+    "val/move_left/move_left_0000.mp4": "f6afc75c709b37ff",
+    "val/move_right/move_right_0000.mp4": "57e84b0e83bd78e1",
+    "val/move_up/move_up_0000.mp4": "9ef406b34a8d4d8b",
 }
 PINNED = {"numpy": "1.26.4", "Pillow": "13.0.0", "av": "18.1.0", "libavcodec": "62.28.102"}
 
 
 def test_demo_data_is_the_same_on_every_run_and_machine(tmp_path):
-    """The cross-run check the in-process test cannot make: every video of a small seed-0 set
-    (two encoding processes, as the demo script runs it) decodes to the pixels recorded here. Two
-    runs that differ in any file (as two demo runs once did) fail it, naming the files, and
-    generator.json says which library versions made the set."""
+    """The cross-run check the in-process tests cannot make: every video of a small seed-0 set
+    (two encoding processes, as the demo script runs it) decodes to the planes recorded here. Two
+    runs that differ in any file fail it, naming the files, and generator.json says which library
+    versions made the set."""
     import hashlib
     import json
     import av
@@ -123,9 +230,9 @@ def test_demo_data_is_the_same_on_every_run_and_machine(tmp_path):
     got = {}
     for rel in DEMO_FINGERPRINTS:
         with av.open(str(root / rel)) as c:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-        assert frames.shape == (12, 32, 48, 3), rel
-        got[rel] = hashlib.sha256(frames.tobytes()).hexdigest()[:16]
+            planes = np.stack([f.to_ndarray(format="yuv420p") for f in c.decode(video=0)])
+        assert planes.shape == (12, 48, 48), rel
+        got[rel] = hashlib.sha256(planes.tobytes()).hexdigest()[:16]
     differ = sorted(rel for rel in DEMO_FINGERPRINTS if got[rel] != DEMO_FINGERPRINTS[rel])
     assert not differ, (f"demo video pixels differ from the recorded ones in {len(differ)} of "
                         f"{len(DEMO_FINGERPRINTS)} files ({', '.join(differ)}); made with {rec['libraries']}, "
