@@ -50,10 +50,13 @@ def shaped_source(source: ClipSource, frames: int, crop: int, default_frames: in
 
 
 class _Batches:
-    """Random-access batches for ``GeneratorDataset``: item j = (clips, labels) of batch j."""
+    """Random-access batches for ``GeneratorDataset``: item j = (clips, labels) of batch j. With
+    MixUp/CutMix on (``mix``, the ordinary loader's :class:`~src.data.mixup.MixedBatch`) batch j
+    is mixed, at its own shape, by a generator seeded by (seed, epoch, shard, j), as the ordinary
+    loader seeds its batch number j: soft (N, K) float32 targets."""
 
-    def __init__(self, batches: List[Tuple[np.ndarray, ClipSource]]) -> None:
-        self.batches = batches
+    def __init__(self, batches: List[Tuple[np.ndarray, ClipSource]], mix: Any = None, epoch: int = 0) -> None:
+        self.batches, self.mix, self.epoch = batches, mix, int(epoch)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -61,8 +64,12 @@ class _Batches:
     def __getitem__(self, j: int):
         ids, source = self.batches[int(j)]
         items = [source[int(i)] for i in ids]
-        return (np.ascontiguousarray(np.stack([v for v, _ in items]), dtype=np.float32),
-                np.stack([lab for _, lab in items]).astype(np.int32))
+        videos = np.ascontiguousarray(np.stack([v for v, _ in items]), dtype=np.float32)
+        labels = np.stack([lab for _, lab in items]).astype(np.int32)
+        if self.mix is None or not self.mix.enabled:
+            return videos, labels
+        rng = np.random.default_rng([self.mix.seed, self.epoch, self.mix.shard_id, int(j), self.mix.TAG])
+        return self.mix.mix(videos, labels, rng)
 
 
 class MultigridLoader:
@@ -73,12 +80,13 @@ class MultigridLoader:
     def __init__(self, base: Loader, plan: Any, *, seed: int = 0, num_shards: int = 1, shard_id: int = 0,
                  num_parallel_workers: int = 1) -> None:
         for key, value, plain in (("clips_per_video", base.source.clips_per_video, 1),
-                                  ("aug_repeats", getattr(base.source, "repeats", 1), 1),
-                                  ("mixup.enable", getattr(base, "batch_mix", None) is not None, False)):
+                                  ("aug_repeats", getattr(base.source, "repeats", 1), 1)):
             if value != plain:  # not combined with multigrid's own batching (yet)
                 raise UserError(f"train.multigrid: data_loader.train.{key} must be {str(plain).lower()} with "
                                 f"multigrid training, got {str(value).lower()}")
         self.base, self.plan = base, plan
+        self.batch_mix = getattr(base, "batch_mix", None)  # MixUp/CutMix of each batch, at its shape
+        self.augment_note = base.augment_note
         self.seed, self.num_shards, self.shard_id = int(seed), int(num_shards), int(shard_id)
         self.workers = max(1, int(num_parallel_workers))
         self.split = "train"
@@ -129,7 +137,8 @@ class MultigridLoader:
             src = self.source_for(frames, crop)
             src.epoch = self.epoch
             batches.append((ids, src))
-        self.dataset = msds.GeneratorDataset(_Batches(batches), column_names=TRAIN_COLUMNS, shuffle=False,
+        self.dataset = msds.GeneratorDataset(_Batches(batches, self.batch_mix, self.epoch), column_names=TRAIN_COLUMNS,
+                                             shuffle=False,
                                              num_parallel_workers=self.workers, python_multiprocessing=False)
 
     def bad_count(self) -> int:
