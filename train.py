@@ -34,7 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import mindspore as ms  # noqa: F401  (before src.data: decord must load after MindSpore)
-    from src.context import init_context, init_distributed
+    from src.context import init_context, init_distributed, launcher_workers
     from src.data import create_loader
     from src.engine.sink import plan_sink
     from src.engine.checkpoint import find_resume_checkpoint, load_pretrained, restore_training_state
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from src.data.multigrid import MultigridLoader
     from src.engine.multigrid import MultigridMonitor, build_plan, enabled as multigrid_enabled
     from src.models import build_model, count_params
+    from src.models.layers.norm import sync_group
     from src.outputs import remove_partials
     from src.registry import LOSSES, LR_SCHEDULES, OPTIMIZERS, build_from_cfg
 
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- context
     device = init_context(cfg.context, args.device)
+    if cfg.model.get("norm") == "syncbn":  # refused before joining the group: a worker that stops
+        sync_group(device, launcher_workers())  # later leaves the others waiting in init()
     rank, group = init_distributed()
     main_rank = rank == 0
     os.makedirs(out, exist_ok=True)

@@ -194,12 +194,17 @@ def seed_everything(seed: int) -> None:
     ms.set_seed(seed)
 
 
+def launcher_workers() -> int:
+    """How many processes the launcher started: ``msrun``'s ``MS_WORKER_NUM`` (or ``RANK_SIZE``),
+    1 without a launcher. Known before joining the process group."""
+    return int(os.environ.get("MS_WORKER_NUM", os.environ.get("RANK_SIZE", "1")) or 1)
+
+
 def init_distributed() -> tuple:
     """Join the process group when launched by ``msrun`` (or another launcher that sets the
     MindSpore cluster variables) and switch to data parallel with gradient averaging.
     Returns ``(rank, group_size)``; ``(0, 1)`` for a single process."""
-    workers = int(os.environ.get("MS_WORKER_NUM", os.environ.get("RANK_SIZE", "1")) or 1)
-    if workers <= 1:
+    if launcher_workers() <= 1:
         return 0, 1
     from mindspore.communication import get_group_size, get_rank, init
     init()
